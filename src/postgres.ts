@@ -1,0 +1,60 @@
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import type { Config } from './config.ts';
+import { packagePath } from './config.ts';
+
+/** DDL files applied in this order by migrate; every statement in them is idempotent. */
+const MIGRATION_FILES = ['sql/migrate.sql', 'sql/functions.sql'];
+
+/** Serializes concurrent migrations from several processes (an arbitrary, fixed lock id). */
+const MIGRATION_LOCK_ID = 0x5350_5051;
+
+/** Builds node-postgres connection options from the configuration. */
+export function connectionOptions(config: Config): pg.ClientConfig {
+  const { postgres } = config;
+
+  if (postgres.url !== '') {
+    return { connectionString: postgres.url, application_name: 'sqs-pg-parquet' };
+  }
+
+  return {
+    host: postgres.host,
+    port: postgres.port,
+    user: postgres.user,
+    password: postgres.password,
+    database: postgres.database,
+    application_name: 'sqs-pg-parquet',
+  };
+}
+
+/** Creates a connection pool; callers end it. */
+export function createPool(config: Config, maxConnections: number): pg.Pool {
+  return new pg.Pool({ ...connectionOptions(config), max: maxConnections });
+}
+
+/** Creates the events and trusted schemas, their tables and functions, where missing. */
+export async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
+
+    for (const file of MIGRATION_FILES) {
+      await client.query(await readFile(packagePath(file), 'utf8'));
+    }
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => {});
+    client.release();
+  }
+}
+
+/** Describes where the pool connects, without the password, for log lines and errors. */
+export function describeTarget(config: Config): string {
+  if (config.postgres.url !== '') {
+    const url = new URL(config.postgres.url);
+
+    return `${url.hostname}:${url.port || 5432}/${url.pathname.replace(/^\//, '')}`;
+  }
+
+  return `${config.postgres.host}:${config.postgres.port}/${config.postgres.database}`;
+}
