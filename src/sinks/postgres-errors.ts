@@ -1,0 +1,48 @@
+/** How the COPY sink treats a failed statement. */
+export type FailureKind = 'data' | 'transient' | 'permanent';
+
+/**
+ * SQLSTATE classes that blame a row rather than the server: data exceptions (22), integrity
+ * constraint violations (23) and program limits such as an oversized value (54).
+ */
+const DATA_ERROR_CLASSES = new Set(['22', '23', '54']);
+
+/**
+ * SQLSTATE classes and codes that a later retry can clear: connection exceptions (08),
+ * insufficient resources (53), operator intervention such as a server shutdown (57), system
+ * errors (58) and transaction rollbacks such as deadlocks (40).
+ */
+const TRANSIENT_ERROR_CLASSES = new Set(['08', '40', '53', '57', '58']);
+
+const TRANSIENT_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+]);
+
+/** Classifies an error from node-postgres or the socket under it. */
+export function classifyFailure(error: unknown): FailureKind {
+  const code = (error as { code?: unknown }).code;
+
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+    const errorClass = code.slice(0, 2);
+
+    if (DATA_ERROR_CLASSES.has(errorClass)) {
+      return 'data';
+    }
+
+    return TRANSIENT_ERROR_CLASSES.has(errorClass) ? 'transient' : 'permanent';
+  }
+
+  if (typeof code === 'string' && TRANSIENT_NODE_CODES.has(code)) {
+    return 'transient';
+  }
+
+  // node-postgres reports a dropped connection as a plain Error without a code ("Connection
+  // terminated unexpectedly", "Client has encountered a connection error").
+  return 'transient';
+}

@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  SendMessageBatchCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
+import { createS3Client, createSqsClient } from '../../src/aws.ts';
+import type { Config } from '../../src/config.ts';
+import { startEmulator, type Emulator } from '../../src/local/emulator.ts';
+
+/** An emulator with a queue and a bucket of unique names, and a configuration that uses them. */
+export type TestAws = {
+  emulator: Emulator;
+  config: Config;
+  sqs: SQSClient;
+  stop(): Promise<void>;
+};
+
+/** Starts an emulator on 127.0.0.1 and points a copy of `config` at a new queue and bucket. */
+export async function startTestAws(config: Config): Promise<TestAws> {
+  const emulator = await startEmulator();
+  const suffix = randomBytes(4).toString('hex');
+  const awsConfig: Config = {
+    ...config,
+    aws: {
+      ...config.aws,
+      endpointUrl: emulator.endpointUrl,
+      accessKeyId: 'test',
+      secretAccessKey: 'test',
+    },
+  };
+  const sqs = createSqsClient(awsConfig);
+  const s3 = createS3Client(awsConfig);
+  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `test-${suffix}` }));
+  const bucket = `test-${suffix}`;
+
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  s3.destroy();
+
+  return {
+    emulator,
+    sqs,
+    config: {
+      ...awsConfig,
+      sqs: { ...awsConfig.sqs, queueUrl: QueueUrl ?? '', waitTimeSeconds: 0 },
+      s3: { ...awsConfig.s3, bucket },
+    },
+    async stop() {
+      sqs.destroy();
+      await emulator.stop();
+    },
+  };
+}
+
+/** Sends raw bodies to the queue, ten per SendMessageBatch call. */
+export async function sendBodies(sqs: SQSClient, queueUrl: string, bodies: string[]): Promise<void> {
+  for (let start = 0; start < bodies.length; start += 10) {
+    const entries = bodies.slice(start, start + 10).map((body, index) => ({
+      Id: String(index),
+      MessageBody: body,
+    }));
+    const response = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
+
+    if ((response.Failed ?? []).length > 0) {
+      throw new Error(`sending test messages failed: ${JSON.stringify(response.Failed)}`);
+    }
+  }
+}
+
+/** Returns the visible plus in-flight message count of a queue. */
+export async function countQueueMessages(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const { Attributes = {} } = await sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+    }),
+  );
+
+  return (
+    Number(Attributes.ApproximateNumberOfMessages ?? 0) +
+    Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0)
+  );
+}
