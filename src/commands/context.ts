@@ -27,12 +27,23 @@ export async function openContext(config: Config, logger: Logger): Promise<Comma
   pool.on('error', (error) => logger.warn({ err: error }, 'idle PostgreSQL connection lost'));
 
   try {
-    await migrate(pool);
+    await pool.query('SELECT 1');
   } catch (error) {
     await pool.end();
     throw new Error(
       `connecting to PostgreSQL at ${describeTarget(config)} failed: ${(error as Error).message}; ` +
         'check POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and DB_NAME',
+      { cause: error },
+    );
+  }
+
+  try {
+    await migrate(pool);
+  } catch (error) {
+    await pool.end();
+    throw new Error(
+      `creating the schemas in ${describeTarget(config)} failed: ${(error as Error).message}; ` +
+        'POSTGRES_USER needs the CREATE privilege on the database',
       { cause: error },
     );
   }
