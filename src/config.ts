@@ -353,7 +353,7 @@ function collectLeaves(node: object, prefix = ''): Map<string, SchemaLeaf> {
   return leaves;
 }
 
-/** Every setting with its environment variable, description and default, for help output. */
+/** Lists every setting with its environment variable, description and default, for help. */
 export function describeSettings(): SchemaLeaf[] {
   return [...collectLeaves(schema).values()];
 }

@@ -19,7 +19,7 @@ export type CommandContext = {
   close(): Promise<void>;
 };
 
-/** Creates the clients, checks that PostgreSQL answers and ensures the tables exist. */
+/** Creates the clients, checks that PostgreSQL accepts connections and ensures the tables exist. */
 export async function openContext(config: Config, logger: Logger): Promise<CommandContext> {
   const pool = createPool(config, BASE_CONNECTIONS + config.ingest.copyConnections);
 

@@ -26,9 +26,9 @@ export type IngestOptions = {
 };
 
 /**
- * Runs ingest: SQS source → Avro decode → batch → COPY sink → SQS delete. On abort of
- * `signal` no new receive starts and in-flight batches get `shutdownGraceSeconds` to commit
- * and delete; after that the pipeline is torn down and every message not yet deleted is made
+ * Runs ingest: SQS source → Avro decode → batch → COPY sink → SQS delete. When `signal`
+ * aborts, no new receive starts and in-flight batches get `shutdownGraceSeconds` to commit and
+ * delete. After that the pipeline is torn down, and every message not yet deleted is made
  * visible again at once.
  */
 export async function runIngest(options: IngestOptions): Promise<IngestCounts> {

@@ -54,7 +54,7 @@ const STAGING_DDL = `
 const COPY_STAGING =
   'COPY pg_temp.reclamacoes_staging (message_id, receipt_handle, md5_body, body) FROM STDIN';
 
-// DISTINCT ON keeps one row when a batch holds two deliveries of the same message.
+// DISTINCT ON keeps one row when a batch contains two deliveries of the same message.
 const INSERT_EVENTS = `
   INSERT INTO ${EVENTS_TABLE} (message_id, receipt_handle, md5_body, body)
   SELECT DISTINCT ON (message_id) message_id, receipt_handle, md5_body, body

@@ -37,9 +37,9 @@ const RETRY_DELAY_MS = 100;
 
 /**
  * Sink stage that deletes the messages of each committed batch with DeleteMessageBatch.
- * SQS answers a batch with per-entry failures inside a successful response: those entries are
- * retried, and any that still fail are logged by message id. Nothing is lost then: the message
- * comes back after its visibility timeout, is found already stored, and is deleted again.
+ * SQS reports per-entry failures inside a successful response. Those entries are retried, and
+ * any that still fail are logged by message id. Nothing is lost then: the message comes back
+ * after its visibility timeout, is found already stored, and is deleted again.
  */
 export class SqsDeleteSink extends Writable {
   readonly counts: IngestCounts = {
@@ -99,7 +99,7 @@ export class SqsDeleteSink extends Writable {
       try {
         lastFailures = await this.#sendDelete(pending);
       } catch (error) {
-        // The SDK already retried throttling and 5xx answers; keep the whole chunk pending.
+        // The SDK already retried throttling and 5xx responses; keep the whole chunk pending.
         this.#logger.warn(
           { err: error, messageCount: pending.length, attempt, queueUrl: this.#options.queueUrl },
           'delete failed, retrying',

@@ -97,7 +97,7 @@ export class VisibilityKeeper {
   }
 
   /**
-   * Makes every tracked message visible again at once (visibility 0) and forgets it. Used on
+   * Makes every tracked message visible again at once (visibility 0) and stops tracking it. Used on
    * shutdown for messages whose batch did not commit, so nobody waits out the timeout.
    */
   async releaseAll(): Promise<number> {

@@ -2,7 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import type { RecordType } from '../avro.ts';
 import type { ReceivedMessage } from '../sources/sqs.ts';
 
-/** Why a message could not become a row; stored in `events.dead_letters.error_class`. */
+/** Class of the problem that kept a message from becoming a row (`dead_letters.error_class`). */
 export type DeadLetterClass =
   | 'empty_body'
   | 'invalid_base64'
@@ -100,7 +100,10 @@ function checkText(record: Record<string, unknown>, bytes: Buffer, recordType: R
   }
 }
 
-/** Transform stage: ReceivedMessage in, DecodedMessage out. Never fails on bad input. */
+/**
+ * Transform stage: ReceivedMessage in, DecodedMessage out. A body that does not decode becomes
+ * a dead letter; only an unexpected error, not bad input, fails the stream.
+ */
 export function createAvroDecodeTransform(recordType: RecordType): Transform {
   return new Transform({
     objectMode: true,
