@@ -70,6 +70,10 @@ describe('readDelimitedFile', () => {
     );
   });
 
+  test('counts a short line with a trailing separator as short', async () => {
+    await assert.rejects(readAll('a;b;c;\n1;2;\n'), /line 2 has 2 fields but the header has 3/);
+  });
+
   test('keeps an empty last value when lines have no trailing separator', async () => {
     const records = await readAll('a|b\n1|\n', { separator: '|' });
 

@@ -54,11 +54,11 @@ export class DelimitedFileError extends Error {
 
 /**
  * Reads a delimited text file with a header line and yields one record per data line, so
- * that large files stream. Accepts LF or CRLF line endings and skips empty lines. A trailing
- * separator, as in `a;b;`, adds no field: the header loses a last empty field, and a data line
- * loses one when it has one field more than the header. Throws DelimitedFileError for a data
- * line whose field count differs from the header's, for an empty or repeated field name, and
- * for a read or decoding failure. An empty file yields nothing.
+ * that large files stream. Accepts LF or CRLF line endings and skips empty lines. When the
+ * header ends with a separator, as in `a;b;`, every line that ends with one has a trailing
+ * separator that adds no field. Throws DelimitedFileError for a data line whose field count
+ * differs from the header's, for an empty or repeated field name, and for a read or decoding
+ * failure. An empty file yields nothing.
  *
  * NOTE: quoting is not supported, so a separator inside a value always splits it. None of the
  * published input files quote values.
@@ -68,23 +68,25 @@ export async function* readDelimitedFile(
 ): AsyncGenerator<DelimitedRecord> {
   validateOptions(options);
 
+  const { separator } = options;
   let fieldNames: string[] | undefined;
+  let hasTrailingSeparators = false;
 
   for await (const { line, lineNumber } of readLines(options)) {
     if (line === '') {
       continue;
     }
 
-    const fields = line.split(options.separator);
-
     if (fieldNames === undefined) {
-      fieldNames = deriveFieldNames(dropTrailingEmptyField(fields), options.path, lineNumber);
+      hasTrailingSeparators = line.endsWith(separator);
+
+      const headers = splitFields(line, separator, hasTrailingSeparators);
+
+      fieldNames = deriveFieldNames(headers, options.path, lineNumber);
       continue;
     }
 
-    if (fields.length === fieldNames.length + 1) {
-      dropTrailingEmptyField(fields);
-    }
+    const fields = splitFields(line, separator, hasTrailingSeparators);
 
     if (fields.length !== fieldNames.length) {
       throw new DelimitedFileError(
@@ -117,13 +119,13 @@ function validateOptions(options: DelimitedFileOptions): void {
   }
 }
 
-/** Removes, in place, the empty field that a trailing separator leaves at the end. */
-function dropTrailingEmptyField(fields: string[]): string[] {
-  if (fields.length > 1 && fields.at(-1) === '') {
-    fields.pop();
+/** Splits a line, first removing its trailing separator in a file that has them. */
+function splitFields(line: string, separator: string, hasTrailingSeparators: boolean): string[] {
+  if (hasTrailingSeparators && line.endsWith(separator)) {
+    return line.slice(0, -separator.length).split(separator);
   }
 
-  return fields;
+  return line.split(separator);
 }
 
 function deriveFieldNames(headers: string[], path: string, lineNumber: number): string[] {
