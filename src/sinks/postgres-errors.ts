@@ -3,9 +3,10 @@ export type FailureKind = 'data' | 'transient' | 'permanent';
 
 /**
  * SQLSTATE classes that blame a row rather than the server: data exceptions (22), integrity
- * constraint violations (23) and program limits such as an oversized value (54).
+ * constraint violations (23), program limits such as an oversized value (54) and PL/pgSQL
+ * errors (P0), which is what a validating trigger's RAISE EXCEPTION reports.
  */
-const DATA_ERROR_CLASSES = new Set(['22', '23', '54']);
+const DATA_ERROR_CLASSES = new Set(['22', '23', '54', 'P0']);
 
 /**
  * SQLSTATE classes and codes that a later retry can clear: connection exceptions (08),
@@ -13,6 +14,9 @@ const DATA_ERROR_CLASSES = new Set(['22', '23', '54']);
  * errors (58) and transaction rollbacks such as deadlocks (40).
  */
 const TRANSIENT_ERROR_CLASSES = new Set(['08', '40', '53', '57', '58']);
+
+/** SQLSTATE codes outside those classes that a retry can clear: 55P03, raised by lock_timeout. */
+const TRANSIENT_ERROR_CODES = new Set(['55P03']);
 
 const TRANSIENT_NODE_CODES = new Set([
   'ECONNREFUSED',
@@ -33,6 +37,10 @@ export function classifyFailure(error: unknown): FailureKind {
 
     if (DATA_ERROR_CLASSES.has(errorClass)) {
       return 'data';
+    }
+
+    if (TRANSIENT_ERROR_CODES.has(code)) {
+      return 'transient';
     }
 
     return TRANSIENT_ERROR_CLASSES.has(errorClass) ? 'transient' : 'permanent';
