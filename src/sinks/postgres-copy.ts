@@ -13,7 +13,10 @@ export type PostgresCopyOptions = {
   /** Batches written at once; the pool needs at least as many connections. */
   concurrency: number;
   logger: Logger;
-  /** Aborting it ends the retries of a batch that cannot be written, failing the stream. */
+  /**
+   * Aborting it fails the stream: retries end, and a write in flight is cancelled by closing
+   * its connection, so PostgreSQL rolls its transaction back. Destroying the stream does the same.
+   */
   signal?: AbortSignal;
   /** Largest pause between retries while the database is unreachable. */
   maxRetryDelayMs?: number;
@@ -105,6 +108,8 @@ export class PostgresCopySink extends Transform {
   readonly #options: PostgresCopyOptions;
   readonly #logger: Logger;
   readonly #preparedClients = new WeakSet<pg.PoolClient>();
+  /** Aborted by `options.signal` or by destroy; cancels retries and writes in flight. */
+  readonly #cancel = new AbortController();
   #inFlight = 0;
   #waitingCallback: TransformCallback | undefined;
   #flushCallback: TransformCallback | undefined;
@@ -113,6 +118,11 @@ export class PostgresCopySink extends Transform {
     super({ objectMode: true, readableHighWaterMark: options.concurrency, writableHighWaterMark: 1 });
     this.#options = options;
     this.#logger = options.logger.child({ stage: 'postgres-copy' });
+    options.signal?.addEventListener('abort', () => this.#cancel.abort(), { once: true });
+
+    if (options.signal?.aborted) {
+      this.#cancel.abort();
+    }
   }
 
   override _transform(batch: DecodedMessage[], _encoding: string, callback: TransformCallback) {
@@ -136,6 +146,11 @@ export class PostgresCopySink extends Transform {
     } else {
       this.#flushCallback = callback;
     }
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#cancel.abort();
+    callback(error);
   }
 
   #onBatchSettled(): void {
@@ -221,7 +236,7 @@ export class PostgresCopySink extends Transform {
 
         const messageIds = items.map((item) => item.message.messageId);
 
-        if (kind === 'permanent' || this.#options.signal?.aborted) {
+        if (kind === 'permanent' || this.#cancel.signal.aborted) {
           throw new PostgresCopyError(EVENTS_TABLE, messageIds, { cause: error });
         }
 
@@ -239,14 +254,26 @@ export class PostgresCopySink extends Transform {
       'database write failed, retrying',
     );
 
-    await sleep(delayMs, undefined, { signal: this.#options.signal }).catch(() => {});
+    await sleep(delayMs, undefined, { signal: this.#cancel.signal }).catch(() => {});
   }
 
   async #commit(items: DecodedMessage[]): Promise<Omit<StoredBatch, 'messages'>> {
     const records = items.filter((item) => item.record !== undefined);
     const deadLetters = items.filter((item) => item.deadLetter !== undefined);
+    this.#cancel.signal.throwIfAborted();
+
     const client = await this.#options.pool.connect();
     let releaseError: Error | undefined;
+    // node-postgres reports a lost connection twice: the statement fails, and the client emits
+    // 'error', which would crash the process without a listener while the client is checked out.
+    const onConnectionError = (error: Error) => {
+      releaseError ??= error;
+    };
+    // Closing the connection fails the statement in flight and PostgreSQL rolls back.
+    const cancel = () => void client.end();
+
+    client.on('error', onConnectionError);
+    this.#cancel.signal.addEventListener('abort', cancel, { once: true });
 
     try {
       // Outside the transaction, so a rollback cannot undo the table that later batches expect.
@@ -277,6 +304,8 @@ export class PostgresCopySink extends Transform {
 
       throw error;
     } finally {
+      this.#cancel.signal.removeEventListener('abort', cancel);
+      client.off('error', onConnectionError);
       client.release(releaseError);
     }
   }
