@@ -200,8 +200,8 @@ function parseEmulatorArgs(args: string[]): { port: number; queueName: string; b
   return { port, queueName: values.queue ?? 'reclamacoes', bucketName: values.bucket ?? 'deliveries' };
 }
 
-// The exit is explicit because the embedded PostgreSQL package, once loaded by `demo`, exits
-// with status 0 from its own beforeExit handler.
+// The exit is explicit so that a handle still closing (a socket, a timer of a client) cannot
+// keep the process alive once the command has finished.
 main(process.argv.slice(2)).then(
   (exitCode) => process.exit(exitCode),
   (error: unknown) => {
