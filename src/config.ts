@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import convict from 'convict';
 
@@ -10,6 +10,9 @@ export const SQS_MAX_BATCH_ENTRIES = 10;
 
 /** SQS long polling waits at most 20 seconds. */
 export const SQS_MAX_WAIT_SECONDS = 20;
+
+/** SQS caps a message's visibility timeout at 12 hours. */
+export const SQS_MAX_VISIBILITY_SECONDS = 12 * 60 * 60;
 
 /** S3 rejects multipart parts smaller than 5 MiB, except the last one. */
 export const S3_MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
@@ -42,6 +45,57 @@ function positiveInteger(name: string, maximum = Number.MAX_SAFE_INTEGER) {
 }
 
 convict.addFormat(positiveInteger('positive-int'));
+convict.addFormat(positiveInteger('visibility-seconds', SQS_MAX_VISIBILITY_SECONDS));
+convict.addFormat({
+  name: 'readable-file',
+  validate(value: unknown) {
+    try {
+      accessSync(String(value), constants.R_OK);
+    } catch {
+      throw new Error('must name a readable file');
+    }
+
+    if (!statSync(String(value)).isFile()) {
+      throw new Error('must name a file, not a folder');
+    }
+  },
+});
+convict.addFormat({
+  name: 'postgres-url',
+  validate(value: unknown) {
+    if (value === '') {
+      return;
+    }
+
+    const isPostgresUrl = URL.canParse(String(value)) && /^postgres(ql)?:$/.test(new URL(String(value)).protocol);
+
+    if (!isPostgresUrl) {
+      throw new Error('must be a URL such as postgres://user:password@host:5432/database');
+    }
+  },
+});
+convict.addFormat({
+  name: 'memory-size',
+  validate(value: unknown) {
+    if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(String(value))) {
+      throw new Error('must be a size such as 256MB or 1GB');
+    }
+  },
+});
+convict.addFormat({
+  name: 'key-prefix',
+  validate(value: unknown) {
+    if (String(value).startsWith('/')) {
+      throw new Error('must not start with /, because S3 keys are relative to the bucket');
+    }
+  },
+  // A prefix names a folder, so `exports` means `exports/`.
+  coerce: (value: unknown) => {
+    const prefix = String(value);
+
+    return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+  },
+});
 convict.addFormat(positiveInteger('tcp-port', 65535));
 convict.addFormat({
   name: 'non-negative-int',
@@ -122,10 +176,16 @@ const schema = {
     },
     url: {
       doc: 'Connection string; when set it replaces the five POSTGRES_* and DB_NAME values.',
-      format: String,
+      format: 'postgres-url',
       default: '',
       env: 'DATABASE_URL',
       sensitive: true,
+    },
+    connectTimeoutSeconds: {
+      doc: 'Seconds a new PostgreSQL connection may take before the attempt fails.',
+      format: 'positive-int',
+      default: 10,
+      env: 'POSTGRES_CONNECT_TIMEOUT_SECONDS',
     },
   },
   aws: {
@@ -175,8 +235,8 @@ const schema = {
       env: 'SQS_WAIT_TIME_SECONDS',
     },
     visibilityTimeoutSeconds: {
-      doc: 'Visibility timeout requested on receive; extended while a batch is still being stored.',
-      format: 'positive-int',
+      doc: 'Visibility timeout requested on receive, up to 43200; extended while a batch is stored.',
+      format: 'visibility-seconds',
       default: 60,
       env: 'SQS_VISIBILITY_TIMEOUT_SECONDS',
     },
@@ -196,7 +256,7 @@ const schema = {
     },
     prefix: {
       doc: 'Key prefix put before delivery/..., for example exports/.',
-      format: String,
+      format: 'key-prefix',
       default: '',
       env: 'S3_PREFIX',
     },
@@ -216,7 +276,7 @@ const schema = {
   ingest: {
     schemaPath: {
       doc: 'Avro schema (.avsc) of the message bodies.',
-      format: String,
+      format: 'readable-file',
       default: BUNDLED_SCHEMA_PATH,
       env: 'SCHEMA_PATH',
     },
@@ -254,7 +314,7 @@ const schema = {
     },
     queryPath: {
       doc: 'SQL file of the delivery query.',
-      format: String,
+      format: 'readable-file',
       default: packagePath('sql/delivery.sql'),
       env: 'DELIVERY_QUERY_PATH',
     },
@@ -272,7 +332,7 @@ const schema = {
     },
     duckdbMemoryLimit: {
       doc: 'DuckDB memory_limit while the Parquet file is built; beyond it DuckDB spills to disk.',
-      format: String,
+      format: 'memory-size',
       default: '256MB',
       env: 'DUCKDB_MEMORY_LIMIT',
     },
@@ -300,6 +360,7 @@ export type Config = {
     password: string;
     database: string;
     url: string;
+    connectTimeoutSeconds: number;
   };
   aws: { region: string; accessKeyId: string; secretAccessKey: string; endpointUrl: string };
   sqs: {
@@ -333,7 +394,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type SchemaLeaf = { env: string; doc: string; default: unknown };
+type SchemaLeaf = { env: string; doc: string; default: unknown; sensitive?: boolean };
 
 function collectLeaves(node: object, prefix = ''): Map<string, SchemaLeaf> {
   const leaves = new Map<string, SchemaLeaf>();
@@ -368,7 +429,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
   }
 
   const leaves = collectLeaves(schema);
-  const config = convict(schema, { env, args: [] });
+  // An empty variable counts as unset, so `DB_NAME=` falls back to the default instead of to
+  // whatever an empty value means to the library that reads it.
+  const presentEnv = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const config = convict(schema, { env: presentEnv, args: [] });
 
   try {
     config.validate({ allowed: 'strict' });
@@ -408,10 +472,11 @@ function toConfigError(
     return new ConfigError(`invalid configuration: ${firstLine}`);
   }
 
-  const rawValue = env[leaf.env] ?? '';
+  // A secret such as a connection string with a password is never echoed.
+  const shownValue = leaf.sensitive ? '(value hidden)' : `"${env[leaf.env] ?? ''}"`;
 
   return new ConfigError(
-    `invalid ${leaf.env} "${rawValue}": ${match[2]}; fix it in the environment or in .env`,
+    `invalid ${leaf.env} ${shownValue}: ${match[2]}; fix it in the environment or in .env`,
   );
 }
 

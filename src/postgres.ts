@@ -13,11 +13,14 @@ const MIGRATION_LOCK_ID = 0x5350_5051;
 export function connectionOptions(config: Config): pg.ClientConfig {
   const { postgres } = config;
 
+  const connectionTimeoutMillis = postgres.connectTimeoutSeconds * 1000;
+
   if (postgres.url !== '') {
-    return { connectionString: postgres.url, application_name: 'sqs-pg-parquet' };
+    return { connectionString: postgres.url, application_name: 'sqs-pg-parquet', connectionTimeoutMillis };
   }
 
   return {
+    connectionTimeoutMillis,
     host: postgres.host,
     port: postgres.port,
     user: postgres.user,

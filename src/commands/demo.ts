@@ -109,6 +109,7 @@ function withPostgres(config: Config, server: EmbeddedServer): Config {
   return {
     ...config,
     postgres: {
+      ...config.postgres,
       host: server.host,
       port: server.port,
       user: server.user,

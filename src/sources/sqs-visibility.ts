@@ -3,11 +3,8 @@ import {
   type ChangeMessageVisibilityBatchRequestEntry,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
-import { SQS_MAX_BATCH_ENTRIES } from '../config.ts';
+import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_VISIBILITY_SECONDS } from '../config.ts';
 import type { Logger } from '../logger.ts';
-
-/** SQS caps a message's visibility timeout at 12 hours. */
-const SQS_MAX_VISIBILITY_SECONDS = 12 * 60 * 60;
 
 /** A received message that the consumer has not deleted or released yet. */
 type Lease = { receiptHandle: string; expiresAtMs: number };
