@@ -23,8 +23,11 @@ Commands:
                                Replace trusted.bancos and trusted.empregados in one transaction.
   produce PATH...              Send each row of complaint CSV files (or folders of them) to
                                SQS_QUEUE_URL as one Avro message; prints the count per file.
-  run [--pipelines LIST]       Run ingest and/or export (comma-separated) until SIGINT or
-                               SIGTERM; default from PIPELINES (ingest,export).
+  run [--pipelines LIST] [--until-empty]
+                               Run ingest and/or export (comma-separated) until SIGINT or
+                               SIGTERM; default from PIPELINES (ingest,export). With
+                               --until-empty, ingest until a receive finds the queue empty,
+                               then export once (if selected) and exit.
   export                       Run one export now; prints the s3:// URI as the last line.
   demo [--data DIR] [--output DIR]
                                Run everything on an embedded PostgreSQL and an in-process
@@ -161,14 +164,14 @@ function parseLoadReferenceArgs(args: string[]): { bancosPath: string; empregado
   return { bancosPath: values.bancos, empregadosPaths: values.empregados };
 }
 
-function parseRunArgs(args: string[]): { pipelines?: string } {
+function parseRunArgs(args: string[]): { pipelines?: string; untilEmpty: boolean } {
   const { values } = parseStrict(() => parseArgs({
     args,
-    options: { pipelines: { type: 'string' } },
+    options: { pipelines: { type: 'string' }, 'until-empty': { type: 'boolean' } },
     strict: true,
   }));
 
-  return { pipelines: values.pipelines };
+  return { pipelines: values.pipelines, untilEmpty: values['until-empty'] ?? false };
 }
 
 function parseDemoArgs(args: string[]): { dataDir?: string; outputDir: string } {

@@ -32,7 +32,9 @@ export async function openContext(config: Config, logger: Logger): Promise<Comma
     await pool.end();
     throw new Error(
       `connecting to PostgreSQL at ${describeTarget(config)} failed: ${(error as Error).message}; ` +
-        'check POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and DB_NAME',
+        (config.postgres.url === ''
+          ? 'check POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and DB_NAME'
+          : 'check DATABASE_URL'),
       { cause: error },
     );
   }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadRecordType } from '../avro.ts';
+import { loadRecordType, type RecordType } from '../avro.ts';
 import {
   ConfigError,
   parsePipelineList,
@@ -116,7 +116,7 @@ function selectPipelines(config: Config, override: string | undefined): Pipeline
 export async function runService(
   config: Config,
   logger: Logger,
-  options: { pipelines?: string },
+  options: { pipelines?: string; untilEmpty?: boolean },
 ): Promise<number> {
   const pipelines = selectPipelines(config, options.pipelines);
   const queueUrl = pipelines.includes('ingest')
@@ -145,6 +145,10 @@ export async function runService(
   try {
     return await withContext(config, logger, async (context) => {
       logger.info({ pipelines }, 'service started');
+
+      if (options.untilEmpty) {
+        return await drainThenExport(context, { recordType, queueUrl, bucket }, shutdown.signal);
+      }
 
       const running: Array<Promise<unknown>> = [];
 
@@ -183,6 +187,37 @@ export async function runService(
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Ingests until the queue is empty, then runs one export; either part may be left out. */
+async function drainThenExport(
+  context: CommandContext,
+  target: { recordType: RecordType | undefined; queueUrl: string; bucket: string },
+  signal: AbortSignal,
+): Promise<number> {
+  const { logger } = context;
+
+  if (target.recordType !== undefined) {
+    const counts = await runIngest({
+      ...context,
+      recordType: target.recordType,
+      queueUrl: target.queueUrl,
+      stopWhenEmpty: true,
+      signal,
+    });
+
+    logger.info({ stage: 'ingest', ...counts }, 'queue drained');
+  }
+
+  if (target.bucket !== '' && !signal.aborted) {
+    const result = await runExport({ ...context, bucket: target.bucket, signal });
+
+    process.stdout.write(`${result.uri}\n`);
+  }
+
+  logger.info({}, 'service stopped');
+
+  return 0;
 }
 
 /** Runs an export every EXPORT_INTERVAL_SECONDS; a failed run is logged and retried next time. */
