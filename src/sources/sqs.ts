@@ -30,6 +30,8 @@ export type SqsSourceOptions = {
   stopWhenEmpty?: boolean;
   /** Largest pause between retries of a failed receive. */
   maxRetryDelayMs?: number;
+  /** How long `stop()` lets receives under way finish before it aborts them; 1 s by default. */
+  stopAbortDelayMs?: number;
 };
 
 /** A receive failed in a way that retrying cannot fix, such as a missing queue. */
@@ -59,6 +61,7 @@ const PERMANENT_RECEIVE_ERRORS = new Set([
 ]);
 
 const DEFAULT_MAX_RETRY_DELAY_MS = 30_000;
+const DEFAULT_STOP_ABORT_DELAY_MS = 1000;
 const FIRST_RETRY_DELAY_MS = 200;
 
 /**
@@ -73,6 +76,7 @@ export class SqsSource extends Readable {
   #demand: PromiseWithResolversLike | undefined;
   #runningLoops = 0;
   #isStarted = false;
+  #isStopping = false;
 
   constructor(options: SqsSourceOptions) {
     super({ objectMode: true, highWaterMark: options.receiveConcurrency * SQS_MAX_BATCH_ENTRIES });
@@ -81,16 +85,26 @@ export class SqsSource extends Readable {
   }
 
   get isStopping(): boolean {
-    return this.#abort.signal.aborted;
+    return this.#isStopping;
   }
 
-  /** Stops receiving; the stream ends once every receive loop has returned. */
+  /**
+   * Stops receiving; the stream ends once every receive loop has returned. A receive under way
+   * may already have been answered, and aborting it would leave its messages invisible until
+   * their timeout, so each gets `stopAbortDelayMs` to deliver before waiting polls are aborted.
+   */
   stop(): void {
-    if (!this.#abort.signal.aborted) {
-      this.#logger.info({ queueUrl: this.#options.queueUrl }, 'receiving stopped');
-      this.#abort.abort();
-      this.#demand?.resolve();
+    if (this.#isStopping) {
+      return;
     }
+
+    this.#isStopping = true;
+    this.#logger.info({ queueUrl: this.#options.queueUrl }, 'receiving stopped');
+    this.#demand?.resolve();
+
+    const delayMs = this.#options.stopAbortDelayMs ?? DEFAULT_STOP_ABORT_DELAY_MS;
+
+    setTimeout(() => this.#abort.abort(), delayMs).unref();
   }
 
   override _read(): void {
@@ -130,10 +144,10 @@ export class SqsSource extends Readable {
   async #receiveLoop(): Promise<void> {
     let failureCount = 0;
 
-    while (!this.#abort.signal.aborted && !this.destroyed) {
+    while (!this.#isStopping && !this.destroyed) {
       await this.#waitForDemand();
 
-      if (this.#abort.signal.aborted) {
+      if (this.#isStopping) {
         return;
       }
 
@@ -229,7 +243,7 @@ export class SqsSource extends Readable {
   async #waitForDemand(): Promise<void> {
     while (
       this.readableLength >= this.readableHighWaterMark &&
-      !this.#abort.signal.aborted &&
+      !this.#isStopping &&
       !this.destroyed
     ) {
       this.#demand ??= createDeferred();
