@@ -34,10 +34,14 @@ async function withContext(
   }
 }
 
+function countMessages(count: number): string {
+  return count === 1 ? '1 message' : `${count} messages`;
+}
+
 /** `migrate`: ensures the schemas and tables. */
 export async function runMigrate(config: Config, logger: Logger): Promise<number> {
   return withContext(config, logger, async () => {
-    process.stdout.write('schemas events and trusted are up to date\n');
+    process.stdout.write('schemas events and trusted are ready\n');
 
     return 0;
   });
@@ -68,12 +72,12 @@ export async function runProduce(config: Config, logger: Logger, paths: string[]
     const results = await produce(paths, { config, logger, sqs });
 
     for (const result of results) {
-      process.stdout.write(`${result.file}: ${result.messageCount} messages sent\n`);
+      process.stdout.write(`${result.file}: ${countMessages(result.messageCount)} sent\n`);
     }
 
     const total = results.reduce((sum, result) => sum + result.messageCount, 0);
 
-    process.stdout.write(`total: ${total} messages sent\n`);
+    process.stdout.write(`total: ${countMessages(total)} sent\n`);
 
     return 0;
   });
