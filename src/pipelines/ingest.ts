@@ -23,6 +23,8 @@ export type IngestOptions = {
   stopWhenEmpty?: boolean;
   /** Aborting it stops the ingest gracefully; see runIngest. */
   signal?: AbortSignal;
+  /** Largest pause between retries of a failed receive or database write; 30 s by default. */
+  maxRetryDelayMs?: number;
 };
 
 /**
@@ -48,6 +50,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestCounts> {
     visibility,
     logger,
     stopWhenEmpty: options.stopWhenEmpty,
+    maxRetryDelayMs: options.maxRetryDelayMs,
   });
   const teardown = new AbortController();
   const sink = createSqsDeleteSink({ sqs, queueUrl, visibility, logger });
@@ -77,6 +80,7 @@ export async function runIngest(options: IngestOptions): Promise<IngestCounts> {
         concurrency: config.ingest.copyConnections,
         logger,
         signal: teardown.signal,
+        maxRetryDelayMs: options.maxRetryDelayMs,
       }),
       sink,
       { signal: teardown.signal },
