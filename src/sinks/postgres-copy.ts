@@ -123,6 +123,10 @@ export class PostgresCopySink extends Transform {
     if (options.signal?.aborted) {
       this.#cancel.abort();
     }
+
+    // A new connection can fail in the same socket read that completes its checkout, before
+    // #commit listens on it; node-postgres would then emit 'error' with no listener and crash.
+    options.pool.on('connect', listenForErrors);
   }
 
   override _transform(batch: DecodedMessage[], _encoding: string, callback: TransformCallback) {
@@ -150,6 +154,7 @@ export class PostgresCopySink extends Transform {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#cancel.abort();
+    this.#options.pool.off('connect', listenForErrors);
     callback(error);
   }
 
@@ -276,6 +281,9 @@ export class PostgresCopySink extends Transform {
     this.#cancel.signal.addEventListener('abort', cancel, { once: true });
 
     try {
+      // The stream may have been destroyed while this connection was being opened.
+      this.#cancel.signal.throwIfAborted();
+
       // Outside the transaction, so a rollback cannot undo the table that later batches expect.
       await this.#prepareStaging(client);
       await client.query('BEGIN');
@@ -317,6 +325,13 @@ export class PostgresCopySink extends Transform {
     }
   }
 }
+
+/** Keeps a connection's 'error' event from crashing the process; the failed query reports it. */
+function listenForErrors(client: pg.PoolClient): void {
+  client.on('error', ignoreError);
+}
+
+function ignoreError(): void {}
 
 async function insertDeadLetters(client: pg.PoolClient, items: DecodedMessage[]): Promise<number> {
   if (items.length === 0) {
