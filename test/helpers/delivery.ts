@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type pg from 'pg';
+import { countQueueMessages } from './aws.ts';
+
+/** Sends bodies ten per SendMessageBatch call and returns the message ids in body order. */
+export async function sendBodiesForIds(
+  sqs: SQSClient,
+  queueUrl: string,
+  bodies: string[],
+): Promise<string[]> {
+  const messageIds: string[] = [];
+
+  for (let start = 0; start < bodies.length; start += 10) {
+    const entries = bodies.slice(start, start + 10).map((body, index) => ({
+      Id: String(index),
+      MessageBody: body,
+    }));
+    const response = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
+
+    if ((response.Failed ?? []).length > 0) {
+      throw new Error(`sending test messages failed: ${JSON.stringify(response.Failed)}`);
+    }
+
+    const byEntry = new Map((response.Successful ?? []).map((entry) => [entry.Id, entry.MessageId]));
+
+    entries.forEach((entry) => messageIds.push(byEntry.get(entry.Id) ?? ''));
+  }
+
+  return messageIds;
+}
+
+/** Where every sent message ended up. */
+export type DeliveryOutcome = {
+  storedIds: string[];
+  deadLetterIds: string[];
+  /** Visible plus in-flight messages still in the queue. */
+  queuedCount: number;
+};
+
+/** Reads which of the sent messages are stored, dead-lettered and still queued. */
+export async function readDeliveryOutcome(
+  pool: pg.Pool,
+  sqs: SQSClient,
+  queueUrl: string,
+): Promise<DeliveryOutcome> {
+  const stored = await pool.query<{ message_id: string }>(
+    'SELECT message_id FROM events.reclamacoes_sqs_events',
+  );
+  const deadLetters = await pool.query<{ message_id: string }>(
+    'SELECT message_id FROM events.dead_letters',
+  );
+
+  return {
+    storedIds: stored.rows.map((row) => row.message_id),
+    deadLetterIds: deadLetters.rows.map((row) => row.message_id),
+    queuedCount: await countQueueMessages(sqs, queueUrl),
+  };
+}
+
+/**
+ * Asserts the delivery guarantee: each sent message is exactly one row or one dead letter,
+ * never both, nothing else is stored, and the queue is empty.
+ */
+export function assertDeliveredOnce(outcome: DeliveryOutcome, sentIds: string[]): void {
+  const storedSet = new Set(outcome.storedIds);
+  const inBoth = outcome.deadLetterIds.filter((messageId) => storedSet.has(messageId));
+  const accounted = [...outcome.storedIds, ...outcome.deadLetterIds].sort();
+
+  assert.equal(
+    outcome.storedIds.length + outcome.deadLetterIds.length,
+    sentIds.length,
+    'rows plus dead letters equal the messages sent',
+  );
+  assert.deepEqual(inBoth, [], 'no message is both a row and a dead letter');
+  assert.deepEqual(accounted, [...sentIds].sort(), 'the stored ids are the sent ids');
+  assert.equal(outcome.queuedCount, 0, 'the queue is empty');
+}
