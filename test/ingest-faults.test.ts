@@ -5,7 +5,6 @@ import {
   GetQueueAttributesCommand,
   SendMessageCommand,
   SetQueueAttributesCommand,
-  type Message,
 } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { loadRecordType, type RecordType } from '../src/avro.ts';
@@ -18,11 +17,12 @@ import {
   failFirstAttempts,
   injectHttpFaults,
   interceptSend,
+  recordReceives,
   SQS_INTERNAL_ERROR,
   SQS_THROTTLING,
 } from './helpers/aws-faults.ts';
-import { startTestAws, type TestAws } from './helpers/aws.ts';
-import { assertDeliveredOnce, readDeliveryOutcome, sendBodiesForIds } from './helpers/delivery.ts';
+import { sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { assertDeliveredOnce, readDeliveryOutcome } from './helpers/delivery.ts';
 import { captureLogs } from './helpers/logs.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { bodyOfLength, complaint, encodeBody } from './helpers/records.ts';
@@ -78,22 +78,6 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
       stopWhenEmpty: true,
       maxRetryDelayMs: 500,
     });
-  }
-
-  /** Records the id and handle of every message that ReceiveMessage returns. */
-  function recordReceives(): { received: Message[]; restore: () => void } {
-    const received: Message[] = [];
-    const restore = interceptSend(aws.sqs, async (command, send, options) => {
-      const output = await send(command, options);
-
-      if (command.constructor.name === 'ReceiveMessageCommand') {
-        received.push(...((output as { Messages?: Message[] }).Messages ?? []));
-      }
-
-      return output;
-    });
-
-    return { received, restore };
   }
 
   async function visibleCount(): Promise<number> {
@@ -152,7 +136,7 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
       ),
     );
 
-    const sentIds = await sendBodiesForIds(aws.sqs, queueUrl, expected.map(([body]) => body));
+    const sentIds = await sendBodies(aws.sqs, queueUrl, expected.map(([body]) => body));
 
     try {
       await ingestUntilEmpty(ingestConfig(), captureLogs().logger);
@@ -188,7 +172,7 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
 
     const config = ingestConfig({ visibilityTimeoutSeconds: 1 });
     const bodies = Array.from({ length: 15 }, (_, index) => encodeBody(recordType, complaint(index)));
-    const sentIds = await sendBodiesForIds(aws.sqs, config.sqs.queueUrl, bodies);
+    const sentIds = await sendBodies(aws.sqs, config.sqs.queueUrl, bodies);
     const firstHandles = new Set<string>();
     // The first consumer stores every message, but SQS rejects all of its deletes.
     const restoreDeletes = failDeleteEntries(aws.sqs, (handle) => {
@@ -234,9 +218,9 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
 
     const config = ingestConfig({ visibilityTimeoutSeconds: SHORT_VISIBILITY_SECONDS });
     const bodies = Array.from({ length: 30 }, (_, index) => encodeBody(recordType, complaint(index)));
-    const sentIds = await sendBodiesForIds(aws.sqs, config.sqs.queueUrl, bodies);
+    const sentIds = await sendBodies(aws.sqs, config.sqs.queueUrl, bodies);
     const locker = await database.pool.connect();
-    const { received, restore } = recordReceives();
+    const { received, restore } = recordReceives(aws.sqs);
     let extendCalls = 0;
     const restoreCounting = interceptSend(aws.sqs, async (command, send, options) => {
       if (command.constructor.name === 'ChangeMessageVisibilityBatchCommand') {
@@ -281,7 +265,7 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
 
     const config = ingestConfig({ receiveConcurrency: 1 });
     const bodies = Array.from({ length: 40 }, (_, index) => encodeBody(recordType, complaint(index)));
-    const sentIds = await sendBodiesForIds(aws.sqs, config.sqs.queueUrl, bodies);
+    const sentIds = await sendBodies(aws.sqs, config.sqs.queueUrl, bodies);
     // Two throttled receives the SDK absorbs, then five 500s that exhaust its five attempts.
     let receiveAttempts = 0;
     const deleteFaults = failFirstAttempts('DeleteMessageBatchCommand', 3, SQS_INTERNAL_ERROR);

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetQueueAttributesCommand, type Message } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { loadRecordType, type RecordType } from '../src/avro.ts';
 import { BUNDLED_SCHEMA_PATH, type Config } from '../src/config.ts';
 import { startEmbeddedPostgres } from '../src/local/embedded-postgres.ts';
 import { runIngest } from '../src/pipelines/ingest.ts';
 import { connectionOptions, migrate } from '../src/postgres.ts';
-import { interceptSend } from './helpers/aws-faults.ts';
-import { startTestAws, type TestAws } from './helpers/aws.ts';
-import { assertDeliveredOnce, readDeliveryOutcome, sendBodiesForIds } from './helpers/delivery.ts';
+import { recordReceives } from './helpers/aws-faults.ts';
+import { sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { assertDeliveredOnce, readDeliveryOutcome } from './helpers/delivery.ts';
 import { captureLogs, type CapturedLogs } from './helpers/logs.ts';
 import { createTestDatabase, testConfig, type TestDatabase } from './helpers/postgres.ts';
 import { complaint, encodeBody } from './helpers/records.ts';
@@ -74,16 +74,7 @@ describe('ingest through a PostgreSQL outage', { timeout: TEST_TIMEOUT_MS }, () 
     };
     const queueUrl = ingestConfig.sqs.queueUrl;
     const logs = captureLogs();
-    const received: Message[] = [];
-    const restoreSend = interceptSend(aws.sqs, async (command, send, options) => {
-      const output = await send(command, options);
-
-      if (command.constructor.name === 'ReceiveMessageCommand') {
-        received.push(...((output as { Messages?: Message[] }).Messages ?? []));
-      }
-
-      return output;
-    });
+    const { received, restore: restoreSend } = recordReceives(aws.sqs);
     const stop = new AbortController();
     const ingest = runIngest({
       config: ingestConfig,
@@ -95,12 +86,12 @@ describe('ingest through a PostgreSQL outage', { timeout: TEST_TIMEOUT_MS }, () 
       signal: stop.signal,
       maxRetryDelayMs: MAX_RETRY_DELAY_MS,
     });
-    const warmUpIds = await sendBodiesForIds(aws.sqs, queueUrl, bodies(0, 20));
+    const warmUpIds = await sendBodies(aws.sqs, queueUrl, bodies(0, 20));
 
     await waitForAccounted(checkPool, 20);
     await outage.begin();
 
-    const outageIds = await sendBodiesForIds(aws.sqs, queueUrl, bodies(20, OUTAGE_MESSAGE_COUNT));
+    const outageIds = await sendBodies(aws.sqs, queueUrl, bodies(20, OUTAGE_MESSAGE_COUNT));
     const heldCounts: number[] = [];
 
     for (let sample = 0; sample < OUTAGE_MS / 500; sample += 1) {

@@ -125,7 +125,7 @@ export class PostgresCopySink extends Transform {
     }
 
     // A new connection can fail in the same socket read that completes its checkout, before
-    // #commit listens on it; node-postgres would then emit 'error' with no listener and crash.
+    // #commit listens on it. node-postgres would then emit 'error' with no listener and crash.
     options.pool.on('connect', listenForErrors);
   }
 
@@ -326,7 +326,7 @@ export class PostgresCopySink extends Transform {
   }
 }
 
-/** Keeps a connection's 'error' event from crashing the process; the failed query reports it. */
+/** Keeps a connection's 'error' event from crashing the process. The failed query reports it. */
 function listenForErrors(client: pg.PoolClient): void {
   client.on('error', ignoreError);
 }

@@ -5,6 +5,7 @@ import {
   DeleteMessageBatchCommand,
   type DeleteMessageBatchRequestEntry,
   type DeleteMessageBatchResult,
+  type Message,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 
@@ -31,6 +32,25 @@ export function interceptSend(
   return () => {
     replaced.send = original;
   };
+}
+
+/**
+ * Records every message that ReceiveMessage returns, in order, so a test can tell whether one
+ * was delivered twice. `restore` puts `send` back.
+ */
+export function recordReceives(sqs: SQSClient): { received: Message[]; restore: () => void } {
+  const received: Message[] = [];
+  const restore = interceptSend(sqs, async (command, send, options) => {
+    const output = await send(command, options);
+
+    if (command.constructor.name === 'ReceiveMessageCommand') {
+      received.push(...((output as { Messages?: Message[] }).Messages ?? []));
+    }
+
+    return output;
+  });
+
+  return { received, restore };
 }
 
 /** An error response that the service could send. */

@@ -54,8 +54,13 @@ export async function startTestAws(config: Config): Promise<TestAws> {
   };
 }
 
-/** Sends raw bodies to the queue, ten per SendMessageBatch call. */
-export async function sendBodies(sqs: SQSClient, queueUrl: string, bodies: string[]): Promise<void> {
+/**
+ * Sends raw bodies to the queue, ten per SendMessageBatch call, and returns the message ids in
+ * body order.
+ */
+export async function sendBodies(sqs: SQSClient, queueUrl: string, bodies: string[]): Promise<string[]> {
+  const messageIds: string[] = [];
+
   for (let start = 0; start < bodies.length; start += 10) {
     const entries = bodies.slice(start, start + 10).map((body, index) => ({
       Id: String(index),
@@ -66,7 +71,13 @@ export async function sendBodies(sqs: SQSClient, queueUrl: string, bodies: strin
     if ((response.Failed ?? []).length > 0) {
       throw new Error(`sending test messages failed: ${JSON.stringify(response.Failed)}`);
     }
+
+    const idsByEntry = new Map((response.Successful ?? []).map((entry) => [entry.Id, entry.MessageId]));
+
+    entries.forEach((entry) => messageIds.push(idsByEntry.get(entry.Id) ?? ''));
   }
+
+  return messageIds;
 }
 
 /** Returns the visible plus in-flight message count of a queue. */

@@ -1,34 +1,7 @@
 import assert from 'node:assert/strict';
-import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type pg from 'pg';
 import { countQueueMessages } from './aws.ts';
-
-/** Sends bodies ten per SendMessageBatch call and returns the message ids in body order. */
-export async function sendBodiesForIds(
-  sqs: SQSClient,
-  queueUrl: string,
-  bodies: string[],
-): Promise<string[]> {
-  const messageIds: string[] = [];
-
-  for (let start = 0; start < bodies.length; start += 10) {
-    const entries = bodies.slice(start, start + 10).map((body, index) => ({
-      Id: String(index),
-      MessageBody: body,
-    }));
-    const response = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
-
-    if ((response.Failed ?? []).length > 0) {
-      throw new Error(`sending test messages failed: ${JSON.stringify(response.Failed)}`);
-    }
-
-    const byEntry = new Map((response.Successful ?? []).map((entry) => [entry.Id, entry.MessageId]));
-
-    entries.forEach((entry) => messageIds.push(byEntry.get(entry.Id) ?? ''));
-  }
-
-  return messageIds;
-}
 
 /** Where every sent message ended up. */
 export type DeliveryOutcome = {
