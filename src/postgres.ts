@@ -61,3 +61,12 @@ export function describeTarget(config: Config): string {
 
   return `${config.postgres.host}:${config.postgres.port}/${config.postgres.database}`;
 }
+
+/** Characters that COPY's text format treats specially inside a value. */
+const COPY_SPECIAL = /[\\\n\r\t]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** Escapes a value for COPY's text format, so tabs, newlines and backslashes round-trip. */
+export function escapeCopyText(value: string): string {
+  return value.replace(COPY_SPECIAL, (character) => COPY_ESCAPES[character] ?? character);
+}

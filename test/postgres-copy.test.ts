@@ -6,10 +6,9 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createLogger } from '../src/logger.ts';
-import { connectionOptions } from '../src/postgres.ts';
+import { connectionOptions, escapeCopyText } from '../src/postgres.ts';
 import {
   createPostgresCopySink,
-  escapeCopyText,
   PostgresCopyError,
   type StoredBatch,
 } from '../src/sinks/postgres-copy.ts';

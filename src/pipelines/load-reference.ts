@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../logger.ts';
+import { escapeCopyText } from '../postgres.ts';
 import {
   readDelimitedFile,
   type DelimitedFileOptions,
@@ -292,21 +293,13 @@ function checkColumns(fieldNames: string[], reference: ReferenceTable, path: str
   }
 }
 
-/** Characters that COPY text format escapes, with their escapes. */
-const COPY_ESCAPES: Record<string, string> = {
-  '\\': '\\\\',
-  '\t': '\\t',
-  '\n': '\\n',
-  '\r': '\\r',
-};
-
 /** Escapes a value for COPY text format. Undefined, for a column the file lacks, is null. */
 function toCopyField(value: string | undefined): string {
   if (value === undefined) {
     return '\\N';
   }
 
-  return value.replace(/[\\\t\n\r]/g, (character) => COPY_ESCAPES[character] ?? character);
+  return escapeCopyText(value);
 }
 
 /**

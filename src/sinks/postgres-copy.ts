@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../logger.ts';
+import { escapeCopyText } from '../postgres.ts';
 import type { ReceivedMessage } from '../sources/sqs.ts';
 import type { DeadLetterReason, DecodedMessage } from '../transforms/avro-decode.ts';
 import { classifyFailure } from './postgres-errors.ts';
@@ -73,14 +74,6 @@ const INSERT_DEAD_LETTERS = `
     AS t(message_id, body, md5_body, error_class, error_message, receive_count, sent_at_ms)
   ON CONFLICT (message_id) DO NOTHING`;
 
-/** Characters that COPY's text format treats specially inside a value. */
-const COPY_SPECIAL = /[\\\n\r\t]/g;
-const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-/** Escapes a value for COPY's text format, so tabs, newlines and backslashes round-trip. */
-export function escapeCopyText(value: string): string {
-  return value.replace(COPY_SPECIAL, (character) => COPY_ESCAPES[character] ?? character);
-}
 
 function encodeCopyRows(items: DecodedMessage[]): string {
   let payload = '';
