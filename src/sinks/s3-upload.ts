@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Logger } from '../logger.ts';
 
@@ -17,7 +17,10 @@ export type S3UploadOptions = {
   signal?: AbortSignal;
 };
 
-/** The upload failed and was aborted, so no part and no object is left behind. */
+/**
+ * The upload failed and no object was written. Its multipart upload, if one was started, was
+ * aborted, unless an error log line names the upload id whose parts remain.
+ */
 export class S3UploadError extends Error {
   override name = 'S3UploadError';
 
@@ -32,6 +35,11 @@ export class S3UploadError extends Error {
     super(`uploading s3://${bucket}/${key} failed: ${reason}`, options);
   }
 }
+
+/** Log message for a failed upload whose parts stay in the bucket, naming how to remove them. */
+export const ABORT_FAILED_MESSAGE =
+  'aborting the multipart upload failed; its parts remain until an ' +
+  'AbortIncompleteMultipartUpload lifecycle rule or a later abort removes them';
 
 /**
  * Builds the key of a delivery file:
@@ -50,16 +58,17 @@ export function deliveryObjectKey(prefix: string, now: Date): string {
 /**
  * Uploads a finished file as a stream of multipart parts. `If-None-Match: *` makes S3 reject
  * the completion if the key already exists, so an export never overwrites an object, and a
- * failed upload is aborted, so no partial object becomes visible.
+ * failed upload is aborted, so no partial object becomes visible and no parts are kept.
  */
 export async function uploadFile(options: S3UploadOptions): Promise<{ sizeBytes: number }> {
   const sizeBytes = (await stat(options.path)).size;
+  const body = createReadStream(options.path, { highWaterMark: 1024 * 1024 });
   const upload = new Upload({
     client: options.s3,
     params: {
       Bucket: options.bucket,
       Key: options.key,
-      Body: createReadStream(options.path, { highWaterMark: 1024 * 1024 }),
+      Body: body,
       ContentType: 'application/vnd.apache.parquet',
       ContentLength: sizeBytes,
       IfNoneMatch: '*',
@@ -83,10 +92,40 @@ export async function uploadFile(options: S3UploadOptions): Promise<{ sizeBytes:
   } catch (error) {
     const uploadId = (upload as unknown as { uploadId?: string }).uploadId;
 
+    if (uploadId !== undefined) {
+      await abortMultipartUpload(options, uploadId);
+    }
+
     throw new S3UploadError(options.bucket, options.key, uploadId, { cause: error });
   } finally {
     options.signal?.removeEventListener('abort', abortUpload);
+    body.destroy();
   }
 
   return { sizeBytes };
+}
+
+/**
+ * Aborts a failed multipart upload once more. The Upload class of @aws-sdk/lib-storage aborts
+ * on its own but gives up when that request fails. After `abort()` it also rejects at once and
+ * sends its abort only when the part in flight returns, when the client may be destroyed. The
+ * AbortMultipartUpload API reference advises aborting again anyway, because a part still in
+ * flight can outlive the first abort.
+ */
+async function abortMultipartUpload(options: S3UploadOptions, uploadId: string): Promise<void> {
+  const { bucket, key } = options;
+
+  try {
+    await options.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+  } catch (error) {
+    // NoSuchUpload means the first abort got there.
+    if ((error as { name?: string }).name === 'NoSuchUpload') {
+      return;
+    }
+
+    options.logger.error(
+      { stage: 's3-upload', err: error, bucket, key, uploadId },
+      ABORT_FAILED_MESSAGE,
+    );
+  }
 }
