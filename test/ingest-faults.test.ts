@@ -123,7 +123,10 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
       [Buffer.concat([good, Buffer.from([0, 1])]).toString('base64'), 'avro_trailing_bytes'],
       [encodeBody(recordType, complaint(4, { tipo: 'nul\u0000inside' })), 'unsupported_text'],
       [invalidUtf8.toString('base64'), 'unsupported_text'],
-      [encodeBody(recordType, complaint(5, { instituicao_financeira: REJECTED_NAME })), 'rejected_by_database'],
+      [
+        encodeBody(recordType, complaint(5, { instituicao_financeira: REJECTED_NAME })),
+        'rejected_by_database',
+      ],
     ];
 
     // The emulator, like SQS, takes neither an empty body nor one over the size limit.

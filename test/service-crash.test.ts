@@ -115,7 +115,9 @@ describe('run command killed repeatedly', { timeout: TEST_TIMEOUT_MS }, () => {
 
     const exit = await service.exited;
     const outcome = await readDeliveryOutcome(database.pool, aws.sqs, aws.config.sqs.queueUrl);
-    const context = `kill delays ${killDelaysMs.join(', ')} ms; stored after each kill ${accountedAfterKill.join(', ')}`;
+    const context =
+      `kill delays ${killDelaysMs.join(', ')} ms; ` +
+      `stored after each kill ${accountedAfterKill.join(', ')}`;
 
     assert.equal(exit.code, 0);
     assert.ok(accountedAfterKill.some((count) => count > 0 && count < MESSAGE_COUNT), context);

@@ -230,7 +230,9 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
     await unlock?.();
     unlock = undefined;
 
-    const { rows } = await database.pool.query('SELECT count(*)::int AS count FROM events.reclamacoes_sqs_events');
+    const { rows } = await database.pool.query(
+      'SELECT count(*)::int AS count FROM events.reclamacoes_sqs_events',
+    );
 
     assert.equal(exit.code, 0);
     assert.ok(exitedAfterMs >= graceSeconds * 1000, `exited after ${exitedAfterMs} ms`);
@@ -309,7 +311,11 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
       cli.child.kill('SIGTERM');
 
       const exit = await cli.exited;
-      const { rows } = await database.pool.query<{ status: string; object_key: string | null; error_message: string | null }>(
+      const { rows } = await database.pool.query<{
+        status: string;
+        object_key: string | null;
+        error_message: string | null;
+      }>(
         'SELECT status, object_key, error_message FROM events.export_runs ORDER BY id',
       );
       const s3 = createS3Client(aws.config);

@@ -46,7 +46,11 @@ describe('SqsDeleteSink', { timeout: TEST_TIMEOUT_MS }, () => {
 
     for (let round = 0; round < 20 && received.length < count; round += 1) {
       const { Messages = [] } = await aws.sqs.send(
-        new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 30 }),
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: 10,
+          VisibilityTimeout: 30,
+        }),
       );
 
       for (const message of Messages) {

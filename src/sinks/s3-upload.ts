@@ -116,7 +116,9 @@ async function abortMultipartUpload(options: S3UploadOptions, uploadId: string):
   const { bucket, key } = options;
 
   try {
-    await options.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+    await options.s3.send(
+      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+    );
   } catch (error) {
     // NoSuchUpload means the first abort got there.
     if ((error as { name?: string }).name === 'NoSuchUpload') {

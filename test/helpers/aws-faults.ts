@@ -188,7 +188,9 @@ export function failDeleteEntries(
         Entries: passing,
       });
 
-      result = (await send(passingCommand as unknown as SentCommand, options)) as DeleteMessageBatchResult;
+      const output = await send(passingCommand as unknown as SentCommand, options);
+
+      result = output as DeleteMessageBatchResult;
     }
 
     const injected = failing.map((entry) => ({

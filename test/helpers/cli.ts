@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../../src/config.ts';
+import { describeSettings, type Config } from '../../src/config.ts';
 import type { LogLine } from './logs.ts';
 
 const CLI_PATH = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -42,7 +42,7 @@ export function cliEnvironment(config: Config): NodeJS.ProcessEnv {
 
 /**
  * Spawns `node --import tsx src/cli.ts ARGS` from the repository root, with the parent's
- * environment less any database and AWS settings, plus `env`.
+ * environment less the tool's own settings, plus `env`.
  */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
   const startedAtMs = Date.now();
@@ -93,7 +93,9 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
         const timer = setTimeout(() => {
           const tail = [...logs.slice(-5).map((line) => line.msg), ...otherStderr.slice(-5)];
 
-          reject(new Error(`no "${message}" log within ${timeoutMs} ms; last lines: ${tail.join(' | ')}`));
+          const lastLines = tail.join(' | ');
+
+          reject(new Error(`no "${message}" log within ${timeoutMs} ms; last lines: ${lastLines}`));
         }, timeoutMs);
 
         waiters.push({
@@ -120,12 +122,15 @@ function parseLogLine(text: string): LogLine | undefined {
   }
 }
 
+/** Environment variables that configure the tool, as `--settings` lists them. */
+const SETTING_NAMES = new Set(describeSettings().map((setting) => setting.env));
+
 /** Drops settings the test did not choose, so a developer's environment cannot leak in. */
 function withoutSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const kept: NodeJS.ProcessEnv = {};
 
   for (const [name, value] of Object.entries(env)) {
-    if (!/^(POSTGRES_|DB_NAME|DATABASE_URL|AWS_|SQS_|S3_|COPY_|SHUTDOWN_|EXPORT_|PIPELINES)/.test(name)) {
+    if (!SETTING_NAMES.has(name)) {
       kept[name] = value;
     }
   }
