@@ -249,6 +249,55 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
     );
   });
 
+  test('SIGTERM during a database outage exits within the grace period', async () => {
+    const graceSeconds = 2;
+    const proxy = await startTcpProxy({
+      targetHost: database.config.postgres.host,
+      targetPort: database.config.postgres.port,
+    });
+    const proxiedConfig: Config = {
+      ...aws.config,
+      postgres: { ...aws.config.postgres, host: '127.0.0.1', port: proxy.port },
+    };
+
+    try {
+      const service = startIngestCli({
+        ...cliEnvironment(proxiedConfig),
+        SHUTDOWN_GRACE_SECONDS: String(graceSeconds),
+      });
+
+      await service.waitForLog('receiving started', START_TIMEOUT_MS);
+      proxy.refuse();
+      proxy.cutAll();
+
+      const sentIds = await sendComplaints(0, 20);
+
+      await service.waitForLog('database write failed, retrying', 10_000);
+
+      const signalledAtMs = Date.now();
+
+      service.child.kill('SIGTERM');
+
+      const exit = await service.exited;
+      const exitedAfterMs = Date.now() - signalledAtMs;
+      const countsAfterExit = await queueCounts();
+
+      assert.equal(exit.code, 0);
+      assert.ok(exitedAfterMs < graceSeconds * 1000 + 3000, `exited after ${exitedAfterMs} ms`);
+      assert.deepEqual(countsAfterExit, { visible: 20, inFlight: 0 });
+
+      proxy.restore();
+      await drainInProcess();
+
+      assertDeliveredOnce(
+        await readDeliveryOutcome(database.pool, aws.sqs, aws.config.sqs.queueUrl),
+        sentIds,
+      );
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('second signal exits at once', async () => {
     const service = startIngestCli({
       SHUTDOWN_GRACE_SECONDS: '30',
