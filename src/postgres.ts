@@ -14,13 +14,22 @@ export function connectionOptions(config: Config): pg.ClientConfig {
   const { postgres } = config;
 
   const connectionTimeoutMillis = postgres.connectTimeoutSeconds * 1000;
+  // NOTE: a connection that goes silent without closing is found only by TCP keepalive, whose
+  // probes follow the kernel's timings (minutes by default); a batch on it waits until then.
+  const keepAlive = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
 
   if (postgres.url !== '') {
-    return { connectionString: postgres.url, application_name: 'sqs-pg-parquet', connectionTimeoutMillis };
+    return {
+      connectionString: postgres.url,
+      application_name: 'sqs-pg-parquet',
+      connectionTimeoutMillis,
+      ...keepAlive,
+    };
   }
 
   return {
     connectionTimeoutMillis,
+    ...keepAlive,
     host: postgres.host,
     port: postgres.port,
     user: postgres.user,
