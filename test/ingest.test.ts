@@ -7,29 +7,10 @@ import { loadRecordType, type RecordType } from '../src/avro.ts';
 import { createLogger } from '../src/logger.ts';
 import { runIngest } from '../src/pipelines/ingest.ts';
 import { countQueueMessages, sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { complaint, encodeBody } from './helpers/records.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 
 const logger = createLogger('silent');
-
-function complaint(index: number, overrides: Record<string, string | null> = {}) {
-  return {
-    ano: '2021',
-    trimestre: '1º',
-    categoria: 'Demais Bancos, Financeiras e Instituições de Pagamento',
-    tipo: 'Banco/financeira',
-    cnpj_if: String(1000 + index),
-    instituicao_financeira: `BANCO TESTE ${index}`,
-    indice: '1.234,56',
-    quantidade_de_reclamacoes_reguladas_procedentes: '10',
-    quantidade_de_reclamacoes_reguladas_outras: null,
-    quantidade_de_reclamacoes_nao_reguladas: ' ',
-    quantidade_total_de_reclamacoes: '12',
-    quantidade_total_de_clientes_ccs_e_scr: '26230',
-    quantidade_de_clientes_ccs: '24698',
-    quantidade_de_clientes_scr: null,
-    ...overrides,
-  };
-}
 
 /** A body whose fifth field, the cnpj_if union, names branch 3 of a two-branch union. */
 function withInvalidUnionBranch(recordType: RecordType): string {
@@ -44,10 +25,6 @@ function withInvalidUnionBranch(recordType: RecordType): string {
   corrupted[headerLength] = 0x06;
 
   return corrupted.toString('base64');
-}
-
-function encode(recordType: RecordType, record: object): string {
-  return recordType.toBuffer(record).toString('base64');
 }
 
 describe('ingest pipeline', () => {
@@ -86,7 +63,7 @@ describe('ingest pipeline', () => {
     aws = await startTestAws(database.config);
     await database.pool.query('TRUNCATE events.reclamacoes_sqs_events, events.dead_letters');
 
-    const bodies = Array.from({ length: 250 }, (_, index) => encode(recordType, complaint(index)));
+    const bodies = Array.from({ length: 250 }, (_, index) => encodeBody(recordType, complaint(index)));
 
     await sendBodies(aws.sqs, aws.config.sqs.queueUrl, bodies);
 
@@ -105,7 +82,7 @@ describe('ingest pipeline', () => {
 
     const record = complaint(1, { instituicao_financeira: 'tab\there, newline\nand \\ backslash\r' });
 
-    await sendBodies(aws.sqs, aws.config.sqs.queueUrl, [encode(recordType, record)]);
+    await sendBodies(aws.sqs, aws.config.sqs.queueUrl, [encodeBody(recordType, record)]);
     await ingestAll();
 
     const { rows } = await database.pool.query('SELECT body, md5_body FROM events.reclamacoes_sqs_events');
@@ -118,7 +95,7 @@ describe('ingest pipeline', () => {
   test('redelivered message yields one row and is deleted', async () => {
     aws = await startTestAws(database.config);
     await database.pool.query('TRUNCATE events.reclamacoes_sqs_events, events.dead_letters');
-    await sendBodies(aws.sqs, aws.config.sqs.queueUrl, [encode(recordType, complaint(7))]);
+    await sendBodies(aws.sqs, aws.config.sqs.queueUrl, [encodeBody(recordType, complaint(7))]);
 
     // A first consumer stores the message, then dies before deleting it.
     const first = await ingestOnceWithoutDelete();
@@ -137,14 +114,14 @@ describe('ingest pipeline', () => {
     aws = await startTestAws(database.config);
     await database.pool.query('TRUNCATE events.reclamacoes_sqs_events, events.dead_letters');
 
-    const good = encode(recordType, complaint(3));
+    const good = encodeBody(recordType, complaint(3));
     const truncated = good.slice(0, 40);
     const poison = [
       'not base64 at all!',
       Buffer.from([0xff, 0xff, 0xff]).toString('base64'),
       Buffer.from(recordType.toBuffer(complaint(4))).subarray(0, 20).toString('base64'),
       Buffer.concat([recordType.toBuffer(complaint(5)), Buffer.from([1, 2])]).toString('base64'),
-      encode(recordType, complaint(6, { tipo: 'nul\u0000inside' })),
+      encodeBody(recordType, complaint(6, { tipo: 'nul\u0000inside' })),
       withInvalidUnionBranch(recordType),
     ];
 
