@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import type { Config } from '../../src/config.ts';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/local/embedded-postgres.ts';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/postgres.ts';
+import { startEmulatorProcess, type EmulatorProcess } from './processes.ts';
+
+/** Credentials the emulator accepts; it checks none, but the SDK wants some. */
+const EMULATOR_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
+
+/** A database and an emulator for one benchmark invocation. */
+export type BenchEnvironment = {
+  database: TestDatabase;
+  emulator: EmulatorProcess;
+  /** Configuration of this process, pointing straight at the emulator. */
+  config: Config;
+  /** Process id of the PostgreSQL server, when it runs on this machine. */
+  postgresPid: number | undefined;
+  /** Environment for a worker: the database, the given AWS endpoint and any extra settings. */
+  workerEnv(endpointUrl: string, extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
+  stop(): Promise<void>;
+};
+
+/**
+ * Starts the emulator in a child process and creates a migrated database of its own, on the
+ * server that POSTGRES_HOST or DATABASE_URL name, else on an embedded server.
+ */
+export async function startBenchEnvironment(): Promise<BenchEnvironment> {
+  const server = await startServerUnlessConfigured();
+  const database = await createTestDatabase();
+  const emulator = await startEmulatorProcess();
+  const config: Config = {
+    ...database.config,
+    aws: {
+      ...database.config.aws,
+      endpointUrl: emulator.endpointUrl,
+      accessKeyId: EMULATOR_CREDENTIALS.AWS_ACCESS_KEY_ID,
+      secretAccessKey: EMULATOR_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+    },
+  };
+
+  return {
+    database,
+    emulator,
+    config,
+    postgresPid: await findPostmasterPid(database),
+    workerEnv: (endpointUrl, extra = {}) => ({
+      ...postgresEnv(config),
+      ...EMULATOR_CREDENTIALS,
+      AWS_ENDPOINT_URL: endpointUrl,
+      AWS_DEFAULT_REGION: config.aws.region,
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      ...extra,
+    }),
+    async stop() {
+      await emulator.stop();
+      await database.drop();
+      await server?.stop();
+    },
+  };
+}
+
+/**
+ * Starts an embedded server when no PostgreSQL server is configured and points this process's
+ * POSTGRES_* variables at it, as test/run.ts does for the tests. The bench stops it itself:
+ * the test helper would only stop its own server once the event loop is empty, which the
+ * server's child process never lets happen.
+ */
+async function startServerUnlessConfigured(): Promise<EmbeddedServer | undefined> {
+  if (process.env.POSTGRES_HOST || process.env.DATABASE_URL) {
+    return undefined;
+  }
+
+  const server = await startEmbeddedPostgres();
+
+  Object.assign(process.env, {
+    POSTGRES_HOST: server.host,
+    POSTGRES_PORT: String(server.port),
+    POSTGRES_USER: server.user,
+    POSTGRES_PASSWORD: server.password,
+    DB_NAME: server.database,
+  });
+
+  return server;
+}
+
+function postgresEnv(config: Config): NodeJS.ProcessEnv {
+  const { postgres } = config;
+
+  if (postgres.url !== '') {
+    return { DATABASE_URL: postgres.url };
+  }
+
+  return {
+    POSTGRES_HOST: postgres.host,
+    POSTGRES_PORT: String(postgres.port),
+    POSTGRES_USER: postgres.user,
+    POSTGRES_PASSWORD: postgres.password,
+    DB_NAME: postgres.database,
+  };
+}
+
+/** The parent of a backend process is the server's main process; found through /proc. */
+async function findPostmasterPid(database: TestDatabase): Promise<number | undefined> {
+  const result = await database.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const backendPid = result.rows[0]?.pid;
+
+  try {
+    const stat = readFileSync(`/proc/${backendPid}/stat`, 'utf8');
+
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    // A remote server, or no /proc: its CPU time is reported as n/a.
+    return undefined;
+  }
+}
+
+/** One line describing the machine, for the top of a benchmark's output. */
+export function describeMachine(): string {
+  const processors = cpus();
+
+  return `machine: ${processors.length} CPUs (${processors[0]?.model ?? 'unknown'}), Node ${process.version}`;
+}
