@@ -84,15 +84,23 @@ export function decodeBody(body: string, recordType: RecordType): Record<string,
  * it) and bytes that are not UTF-8, which the decoder would otherwise turn into U+FFFD.
  */
 function checkText(record: Record<string, unknown>, bytes: Buffer, recordType: RecordType): void {
+  let hasReplacementCharacter = false;
+
   for (const [field, value] of Object.entries(record)) {
-    if (typeof value === 'string' && value.includes('\u0000')) {
+    if (typeof value !== 'string') {
+      continue;
+    }
+
+    if (value.includes('\u0000')) {
       throw new AvroDecodeError('unsupported_text', `field ${field} contains the NUL character`);
     }
+
+    hasReplacementCharacter ||= value.includes('\uFFFD');
   }
 
-  // Re-encoding gives back the same bytes unless a string held invalid UTF-8 (or, from an
-  // unusual producer, a length was not minimally encoded).
-  if (!recordType.toBuffer(record).equals(bytes)) {
+  // Invalid UTF-8 decodes to U+FFFD, so only a record that contains one can hide it. Then
+  // re-encoding gives back the same bytes only if every U+FFFD was really in the input.
+  if (hasReplacementCharacter && !recordType.toBuffer(record).equals(bytes)) {
     throw new AvroDecodeError(
       'unsupported_text',
       'the record does not re-encode to the same bytes: a string field is not valid UTF-8',
