@@ -69,6 +69,14 @@ function quoteLiteral(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
+/**
+ * Rows appended between two flushes into the table. Until it flushes, DuckDB's appender keeps
+ * rows in memory that memory_limit does not cover: with @duckdb/node-api 1.5.6, RSS grew by
+ * 230 MB over 300,000 rows of 36 columns while duckdb_memory() reported under 16 MB. Each
+ * flush commits a transaction, which made an export of 1,000,000 rows about 13% slower.
+ */
+const APPENDER_FLUSH_ROWS = 16_384;
+
 type Appendable = (appender: DuckDBAppender, value: unknown) => void;
 
 /** node-postgres returns int8 and numeric as strings, the other accepted types as numbers. */
@@ -179,6 +187,10 @@ export class DuckDbParquetSink extends Writable {
 
     appender.endRow();
     this.rowCount += 1;
+
+    if (this.rowCount % APPENDER_FLUSH_ROWS === 0) {
+      appender.flushSync();
+    }
   }
 
   override _final(callback: (error?: Error | null) => void): void {
