@@ -134,9 +134,14 @@ export class DuckDbParquetSink extends Writable {
   async #open(): Promise<void> {
     const { workDir, memoryLimit, columns } = this.#options;
 
+    // One thread, because the Parquet writer buffers a row group per thread: with two threads
+    // and 122,880-row groups, a 128 MB limit ran out of memory on 1,000,000 report rows.
+    // Writing the file takes about a second of a 40-second export of that size
+    // (BENCHMARKS.md), so a second thread gains little.
     this.#instance = await DuckDBInstance.create(join(workDir, 'export.duckdb'), {
       memory_limit: memoryLimit,
       temp_directory: join(workDir, 'spill'),
+      threads: '1',
     });
     this.#connection = await this.#instance.connect();
 
