@@ -321,7 +321,7 @@ const schema = {
     cursorBatchRows: {
       doc: 'Rows fetched from the PostgreSQL cursor per round trip.',
       format: 'positive-int',
-      default: 5000,
+      default: 1000,
       env: 'EXPORT_CURSOR_BATCH_ROWS',
     },
     rowGroupRows: {
