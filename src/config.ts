@@ -325,15 +325,15 @@ const schema = {
       env: 'EXPORT_CURSOR_BATCH_ROWS',
     },
     rowGroupRows: {
-      doc: 'Rows per Parquet row group.',
+      doc: 'Rows per Parquet row group. DuckDB buffers a row group in memory while it writes it.',
       format: 'positive-int',
-      default: 122_880,
+      default: 61_440,
       env: 'PARQUET_ROW_GROUP_ROWS',
     },
     duckdbMemoryLimit: {
       doc: 'DuckDB memory_limit while the Parquet file is built; beyond it DuckDB spills to disk.',
       format: 'memory-size',
-      default: '256MB',
+      default: '96MB',
       env: 'DUCKDB_MEMORY_LIMIT',
     },
   },
