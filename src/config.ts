@@ -223,7 +223,7 @@ const schema = {
       env: 'SQS_QUEUE_URL',
     },
     receiveConcurrency: {
-      doc: 'ReceiveMessage calls kept in flight at once.',
+      doc: 'ReceiveMessage calls kept in flight at once, and DeleteMessageBatch calls likewise.',
       format: 'positive-int',
       default: 8,
       env: 'SQS_RECEIVE_CONCURRENCY',

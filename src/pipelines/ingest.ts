@@ -53,7 +53,15 @@ export async function runIngest(options: IngestOptions): Promise<IngestCounts> {
     maxRetryDelayMs: options.maxRetryDelayMs,
   });
   const teardown = new AbortController();
-  const sink = createSqsDeleteSink({ sqs, queueUrl, visibility, logger });
+  // One DeleteMessageBatch clears what one receive brought in, so deletes keep as many calls
+  // in flight as receives do. With fewer, slow calls would cap the ingest at the delete side.
+  const sink = createSqsDeleteSink({
+    sqs,
+    queueUrl,
+    visibility,
+    logger,
+    concurrency: config.sqs.receiveConcurrency,
+  });
   const stopGracefully = () => {
     source.stop();
     setTimeout(() => teardown.abort(), config.ingest.shutdownGraceSeconds * 1000).unref();
