@@ -1,10 +1,10 @@
 /**
  * Export benchmark: `npm run bench -- export [options]`. It fills the events table and the
  * trusted tables with synthetic rows of the published shapes, sized so that the delivery query
- * returns about `--rows` rows, then times one export into the emulator's S3 (the emulator runs
- * in a child process, the export in another). It prints rows/s, the bytes written, the time of
- * each stage, peak RSS, CPU time and the peak temporary disk use, and checks that the object
- * exists, that the row count is right and that no temporary file is left.
+ * returns about `--rows` rows. Then it times one export into the emulator's S3. The emulator
+ * runs in a child process and the export in another. It prints rows/s, the bytes written, the
+ * time of each stage, peak RSS, CPU time and the peak temporary disk use. It checks that the
+ * object exists, that the row count is right and that no temporary file is left.
  *
  * Options:
  *   --rows N             report rows (default 1,000,000)
@@ -13,6 +13,7 @@
  *                        DUCKDB_MEMORY_LIMIT=128MB,EXPORT_CURSOR_BATCH_ROWS=1000, on the same
  *                        data; repeatable, so that settings are compared in one invocation
  *   --repeat N           run the default and every variant N times, interleaved (default 1)
+ *   --timeline           print each export's RSS, V8 heap and external memory once a second
  * The tool's settings (EXPORT_CURSOR_BATCH_ROWS, PARQUET_ROW_GROUP_ROWS, DUCKDB_MEMORY_LIMIT,
  * S3_PART_SIZE_BYTES, S3_UPLOAD_CONCURRENCY) from the environment apply to every export.
  */
@@ -26,7 +27,7 @@ import { createS3Client } from '../src/aws.ts';
 import { fillDeliveryData, type DeliveryData } from './helpers/delivery-data.ts';
 import { describeMachine, startBenchEnvironment, type BenchEnvironment } from './helpers/environment.ts';
 import type { ExportWorkerResult } from './helpers/export-worker.ts';
-import { formatCount, formatMiB, formatSeconds, formatTable } from './helpers/format.ts';
+import { formatCount, formatMiB, formatSeconds, formatTable, formatTimeline } from './helpers/format.ts';
 import { readProcessTreeCpuMs } from './helpers/measure.ts';
 import { formatVariant, parseCount, parseVariant } from './helpers/options.ts';
 import { runWorker } from './helpers/processes.ts';
@@ -53,7 +54,7 @@ function difference(after: number | undefined, before: number | undefined): numb
   return after === undefined || before === undefined ? undefined : after - before;
 }
 
-/** Fills the tables for `rows` report rows; runs then export them as often as asked. */
+/** Fills the tables so that the delivery query returns about `rows` rows, for every export. */
 async function fillTables(environment: BenchEnvironment, rows: number): Promise<DeliveryData> {
   process.stderr.write(`bench: export: filling the tables for ${formatCount(rows)} report rows\n`);
 
@@ -187,6 +188,7 @@ export async function main(args: string[]): Promise<void> {
       scaling: { type: 'boolean', default: false },
       variant: { type: 'string', multiple: true },
       repeat: { type: 'string', default: '1' },
+      timeline: { type: 'boolean', default: false },
     },
   });
   const variants = [{}, ...(values.variant ?? []).map(parseVariant)];
@@ -222,9 +224,12 @@ export async function main(args: string[]): Promise<void> {
 
     process.stdout.write(`${formatReports(reports)}\n`);
 
-    if (process.env.BENCH_DEBUG_SAMPLES) {
-      for (const sample of reports[0]?.measurement.samples.filter((_, index) => index % 10 === 0) ?? []) {
-        process.stdout.write(`${sample.atMs} rss=${formatMiB(sample.rssBytes)} heap=${formatMiB(sample.heapTotalBytes)} ext=${formatMiB(sample.externalBytes)}\n`);
+    if (values.timeline) {
+      for (const report of reports) {
+        process.stdout.write(
+          `\nMemory of the ${formatVariant('export', report.settings)} process of ` +
+            `${formatCount(report.export.rowCount)} rows:\n${formatTimeline(report.measurement.samples)}\n`,
+        );
       }
     }
   } finally {

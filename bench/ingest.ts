@@ -4,8 +4,9 @@
  * each in a process of its own, from start until the queue is empty and the rows committed:
  *
  * - tool: the ingest pipeline (runIngest with stopWhenEmpty);
- * - baseline: the design the tool replaced: receive ten with long polling, then decode,
- *   INSERT and DeleteMessage each message at once; the next receive after the ten finish;
+ * - baseline: the design the tool replaced. It receives ten messages with long polling, then
+ *   decodes, INSERTs and deletes (DeleteMessage) each of them at once, and receives again
+ *   once all ten are done;
  * - limit: receive and DeleteMessageBatch only, at the tool's receive concurrency, with no
  *   decoding and no database: what the emulator and one SDK client sustain.
  *
@@ -29,7 +30,8 @@
  *                           median of each run (default 1)
  *   --cpu-prof-dir DIR      write a V8 CPU profile of each run's process to DIR
  * The tool's settings (SQS_RECEIVE_CONCURRENCY, COPY_BATCH_SIZE, ...) from the environment
- * apply to every run.
+ * apply to every run. BENCH_SQS_THREADS=N, in the environment or a --variant, makes the tool
+ * and limit runs send their SQS calls from N worker threads (an experiment: BENCHMARKS.md).
  */
 import { parseArgs } from 'node:util';
 import { loadRecordType } from '../src/avro.ts';
@@ -37,10 +39,16 @@ import { createLogger } from '../src/logger.ts';
 import { startTcpProxy } from '../test/helpers/tcp-proxy.ts';
 import { loadComplaintRecords, type ComplaintRecords } from './helpers/complaint-messages.ts';
 import { describeMachine, startBenchEnvironment, type BenchEnvironment } from './helpers/environment.ts';
-import { formatCount, formatMiB, formatRatio, formatSeconds, formatTable } from './helpers/format.ts';
+import {
+  formatCount,
+  formatMiB,
+  formatRatio,
+  formatSeconds,
+  formatTable,
+  formatTimeline,
+} from './helpers/format.ts';
 import { IngestBench, type Endpoint, type RunPlan, type RunReport } from './helpers/ingest-bench.ts';
 import type { IngestMode } from './helpers/ingest-worker.ts';
-import type { RssSample } from './helpers/measure.ts';
 import { formatVariant, median, parseCount, parseVariant } from './helpers/options.ts';
 
 /** Complaint CSVs published by the central bank, kept beside the repository when available. */
@@ -48,23 +56,21 @@ const REAL_DATA_FOLDER = new URL('../../shared/data/reclamacoes/', import.meta.u
 
 const DEFAULT_MESSAGES = 20_000;
 
-/** The baseline is slow and steady; this many messages give its rate without a long wait. */
+/** The baseline's rate is steady, so this many messages measure it without a long wait. */
 const DEFAULT_BASELINE_MESSAGES = 5_000;
 
 const SCALING_MESSAGES = [10_000, 100_000, 1_000_000];
 
 /**
- * Queue depth of the scaling runs. The emulator keeps a queue in one array and takes each
- * received message from its front, which costs time in proportion to the depth once the array
- * outgrows V8's regular heap objects (about 16,000 entries), so deeper queues time the emulator.
+ * Queue depth of the scaling runs. The emulator (fauxqs 1.9.2) keeps a queue in one array and
+ * takes each received message from its front with Array.shift. On Node.js 20 a shift took
+ * about 2 µs on 15,000 entries, 0.2 ms on 100,000 and 2 ms on 1,000,000, so deeper queues
+ * would time the emulator instead of the ingest.
  */
 const SCALING_MAX_DEPTH = 10_000;
 
 /** A lock run goes on this long after the unlock, then stops. */
 const LOCK_RUN_TAIL_MS = 10_000;
-
-/** Timeline rows printed in lock mode: one per second. */
-const TIMELINE_STEP_MS = 1000;
 
 const RUN_NAMES: IngestMode[] = ['tool', 'baseline', 'limit'];
 
@@ -208,31 +214,6 @@ function formatMedians(reports: RunReport[]): string {
   const rows = [...medianRates(reports)].map(([label, rate]) => [label, formatCount(rate)]);
 
   return formatTable(['run', 'median messages/s'], rows);
-}
-
-/** Formats memory once a second: the sample with the highest RSS in each second. */
-function formatTimeline(samples: RssSample[]): string {
-  const rows: string[][] = [];
-  const lastMs = samples.at(-1)?.atMs ?? 0;
-
-  for (let fromMs = 0; fromMs <= lastMs; fromMs += TIMELINE_STEP_MS) {
-    const inStep = samples.filter((sample) => sample.atMs >= fromMs && sample.atMs < fromMs + TIMELINE_STEP_MS);
-    const highest = inStep.reduce<RssSample | undefined>(
-      (found, sample) => (found === undefined || sample.rssBytes > found.rssBytes ? sample : found),
-      undefined,
-    );
-
-    if (highest !== undefined) {
-      rows.push([
-        formatSeconds(fromMs),
-        formatMiB(highest.rssBytes),
-        formatMiB(highest.heapTotalBytes),
-        formatMiB(highest.externalBytes),
-      ]);
-    }
-  }
-
-  return formatTable(['second', 'RSS MiB', 'V8 heap MiB', 'external MiB'], rows);
 }
 
 function formatHeader(options: IngestOptions, input: ComplaintRecords, environment: BenchEnvironment): string {

@@ -9,6 +9,20 @@ export type ThreadReply =
   | { id: number; output: unknown }
   | { id: number; error: { name: string; message: string; $metadata?: unknown; $fault?: unknown } };
 
+/**
+ * Registers tsx in the thread, then loads the thread's TypeScript module. Under tsx 4.23 and
+ * Node.js 20 a worker thread failed to load a .ts file even with `--import tsx` in its
+ * execArgv, so the thread starts from this plain script.
+ */
+const THREAD_BOOTSTRAP = `
+  (async () => {
+    const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});
+
+    register();
+    await import(${JSON.stringify(new URL('./sqs-thread.ts', import.meta.url).href)});
+  })();
+`;
+
 type Pending = { resolve: (output: unknown) => void; reject: (error: Error) => void };
 
 /**
@@ -24,7 +38,7 @@ export class ThreadedSqsClient {
 
   constructor(threadCount: number) {
     this.#workers = Array.from({ length: threadCount }, () => {
-      const worker = new Worker(new URL('./sqs-thread.ts', import.meta.url));
+      const worker = new Worker(THREAD_BOOTSTRAP, { eval: true });
 
       worker.on('message', (reply: ThreadReply) => this.#settle(reply));
       worker.unref();
