@@ -287,31 +287,36 @@ export async function main(args: string[]): Promise<void> {
   const options = parseOptions(args);
   const logger = createLogger(process.env.LOG_LEVEL ?? 'warn');
   const environment = await startBenchEnvironment();
-  const endpoint = await openEndpoint(environment.emulator.endpointUrl, options.sqsLatencyMs);
+  let endpoint: Endpoint | undefined;
   let bench: IngestBench | undefined;
 
   try {
+    endpoint = await openEndpoint(environment.emulator.endpointUrl, options.sqsLatencyMs);
+
     const recordType = await loadRecordType(environment.config.ingest.schemaPath);
     const input = await loadComplaintRecords(REAL_DATA_FOLDER, recordType, logger);
-    const nodeFlags = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
+    const nodeFlags =
+      options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
 
     bench = new IngestBench({ environment, input, recordType, endpoint, logger, nodeFlags });
     process.stdout.write(formatHeader(options, input, environment));
-
-    let output: string;
-
-    if (options.lockMs > 0) {
-      output = await runLocked(bench, options);
-    } else if (options.isScaling) {
-      output = await runScaling(bench, options);
-    } else {
-      output = await runComparison(bench, options);
-    }
-
-    process.stdout.write(`${output}\n`);
+    process.stdout.write(`${await runSelected(bench, options)}\n`);
   } finally {
     bench?.close();
-    await endpoint.close();
+    await endpoint?.close();
     await environment.stop();
   }
+}
+
+/** Runs what the options select: a lock run, the scaling runs or the comparison. */
+async function runSelected(bench: IngestBench, options: IngestOptions): Promise<string> {
+  if (options.lockMs > 0) {
+    return runLocked(bench, options);
+  }
+
+  if (options.isScaling) {
+    return runScaling(bench, options);
+  }
+
+  return runComparison(bench, options);
 }

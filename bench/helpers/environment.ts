@@ -27,7 +27,24 @@ export type BenchEnvironment = {
  */
 export async function startBenchEnvironment(): Promise<BenchEnvironment> {
   const server = await startServerUnlessConfigured();
-  const database = await createTestDatabase();
+  let database: TestDatabase | undefined;
+
+  try {
+    database = await createTestDatabase();
+
+    return await startEmulatorFor(database, server);
+  } catch (error) {
+    // The embedded server's child process would otherwise keep this process alive.
+    await database?.drop();
+    await server?.stop();
+    throw error;
+  }
+}
+
+async function startEmulatorFor(
+  database: TestDatabase,
+  server: EmbeddedServer | undefined,
+): Promise<BenchEnvironment> {
   const emulator = await startEmulatorProcess();
   const config: Config = {
     ...database.config,
