@@ -14,6 +14,7 @@
  *                        data; repeatable, so that settings are compared in one invocation
  *   --repeat N           run the default and every variant N times, interleaved (default 1)
  *   --timeline           print each export's RSS, V8 heap and external memory once a second
+ *   --cpu-prof-dir DIR   write a V8 CPU profile of each export's process to DIR
  * The tool's settings (EXPORT_CURSOR_BATCH_ROWS, PARQUET_ROW_GROUP_ROWS, DUCKDB_MEMORY_LIMIT,
  * S3_PART_SIZE_BYTES, S3_UPLOAD_CONCURRENCY) from the environment apply to every export.
  */
@@ -70,6 +71,7 @@ async function runOnce(
   environment: BenchEnvironment,
   data: DeliveryData,
   settings: Record<string, string>,
+  nodeFlags: string[],
 ): Promise<ExportReport> {
   const { config, emulator, postgresPid } = environment;
   const bucket = `bench-export-${randomBytes(4).toString('hex')}`;
@@ -93,6 +95,7 @@ async function runOnce(
         TMPDIR: tempFolder,
         ...settings,
       }),
+      nodeFlags,
     });
 
     await checkResult(s3, result, data);
@@ -189,10 +192,13 @@ export async function main(args: string[]): Promise<void> {
       variant: { type: 'string', multiple: true },
       repeat: { type: 'string', default: '1' },
       timeline: { type: 'boolean', default: false },
+      'cpu-prof-dir': { type: 'string' },
     },
   });
   const variants = [{}, ...(values.variant ?? []).map(parseVariant)];
   const repeat = parseCount('--repeat', values.repeat, 1);
+  const profileDir = values['cpu-prof-dir'];
+  const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
   const sizes = values.scaling ? SCALING_ROWS : [parseCount('--rows', values.rows, 1)];
   const environment = await startBenchEnvironment();
 
@@ -217,7 +223,7 @@ export async function main(args: string[]): Promise<void> {
 
       for (let round = 0; round < repeat; round += 1) {
         for (const settings of variants) {
-          reports.push(await runOnce(environment, data, settings));
+          reports.push(await runOnce(environment, data, settings, nodeFlags));
         }
       }
     }
