@@ -26,9 +26,19 @@ import { parseArgs } from 'node:util';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../src/aws.ts';
 import { fillDeliveryData, type DeliveryData } from './helpers/delivery-data.ts';
-import { describeMachine, startBenchEnvironment, type BenchEnvironment } from './helpers/environment.ts';
+import {
+  describeMachine,
+  startBenchEnvironment,
+  type BenchEnvironment,
+} from './helpers/environment.ts';
 import type { ExportWorkerResult } from './helpers/export-worker.ts';
-import { formatCount, formatMiB, formatSeconds, formatTable, formatTimeline } from './helpers/format.ts';
+import {
+  formatCount,
+  formatMiB,
+  formatSeconds,
+  formatTable,
+  formatTimeline,
+} from './helpers/format.ts';
 import { readProcessTreeCpuMs } from './helpers/measure.ts';
 import { formatVariant, parseCount, parseVariant } from './helpers/options.ts';
 import { runWorker } from './helpers/processes.ts';
@@ -81,22 +91,28 @@ async function runOnce(
   try {
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
 
-    const postgresCpuBefore = postgresPid === undefined ? undefined : readProcessTreeCpuMs(postgresPid);
+    const postgresCpuBefore =
+      postgresPid === undefined ? undefined : readProcessTreeCpuMs(postgresPid);
     const emulatorCpuBefore = readProcessTreeCpuMs(emulator.pid);
 
     process.stderr.write(
-      `bench: ${formatVariant('export', settings)}: running on ${formatCount(data.eventCount)} events\n`,
+      `bench: ${formatVariant('export', settings)}: ` +
+        `running on ${formatCount(data.eventCount)} events\n`,
     );
 
-    const result = await runWorker<ExportWorkerResult>(WORKER_SCRIPT, {}, {
-      timeoutMs: WORKER_START_ALLOWANCE_MS + (data.expectedRowCount / MIN_ROWS_PER_SECOND) * 1000,
-      env: environment.workerEnv(emulator.endpointUrl, {
-        S3_BUCKET_NAME: bucket,
-        TMPDIR: tempFolder,
-        ...settings,
-      }),
-      nodeFlags,
-    });
+    const result = await runWorker<ExportWorkerResult>(
+      WORKER_SCRIPT,
+      {},
+      {
+        timeoutMs: WORKER_START_ALLOWANCE_MS + (data.expectedRowCount / MIN_ROWS_PER_SECOND) * 1000,
+        env: environment.workerEnv(emulator.endpointUrl, {
+          S3_BUCKET_NAME: bucket,
+          TMPDIR: tempFolder,
+          ...settings,
+        }),
+        nodeFlags,
+      },
+    );
 
     await checkResult(s3, result, data);
 
@@ -105,7 +121,9 @@ async function runOnce(
       data,
       settings,
       postgresCpuMs:
-        postgresPid === undefined ? undefined : difference(readProcessTreeCpuMs(postgresPid), postgresCpuBefore),
+        postgresPid === undefined
+          ? undefined
+          : difference(readProcessTreeCpuMs(postgresPid), postgresCpuBefore),
       emulatorCpuMs: difference(readProcessTreeCpuMs(emulator.pid), emulatorCpuBefore),
     };
   } finally {
@@ -120,7 +138,9 @@ async function checkResult(
   result: ExportWorkerResult,
   data: DeliveryData,
 ): Promise<void> {
-  const head = await s3.send(new HeadObjectCommand({ Bucket: result.export.bucket, Key: result.export.key }));
+  const head = await s3.send(
+    new HeadObjectCommand({ Bucket: result.export.bucket, Key: result.export.key }),
+  );
 
   if (head.ContentLength !== result.export.sizeBytes) {
     throw new Error(
@@ -130,7 +150,9 @@ async function checkResult(
   }
 
   if (result.export.rowCount !== data.expectedRowCount) {
-    throw new Error(`export wrote ${result.export.rowCount} rows, expected ${data.expectedRowCount}`);
+    throw new Error(
+      `export wrote ${result.export.rowCount} rows, expected ${data.expectedRowCount}`,
+    );
   }
 
   if (result.leftTempBytes !== 0) {
@@ -211,7 +233,8 @@ export async function main(args: string[]): Promise<void> {
         `settings: EXPORT_CURSOR_BATCH_ROWS=${config.export.cursorBatchRows} ` +
           `PARQUET_ROW_GROUP_ROWS=${config.export.rowGroupRows} ` +
           `DUCKDB_MEMORY_LIMIT=${config.export.duckdbMemoryLimit} ` +
-          `S3_PART_SIZE_BYTES=${config.s3.partSizeBytes} S3_UPLOAD_CONCURRENCY=${config.s3.uploadConcurrency}`,
+          `S3_PART_SIZE_BYTES=${config.s3.partSizeBytes} ` +
+          `S3_UPLOAD_CONCURRENCY=${config.s3.uploadConcurrency}`,
         '',
       ].join('\n'),
     );
@@ -234,7 +257,8 @@ export async function main(args: string[]): Promise<void> {
       for (const report of reports) {
         process.stdout.write(
           `\nMemory of the ${formatVariant('export', report.settings)} process of ` +
-            `${formatCount(report.export.rowCount)} rows:\n${formatTimeline(report.measurement.samples)}\n`,
+            `${formatCount(report.export.rowCount)} rows:\n` +
+            `${formatTimeline(report.measurement.samples)}\n`,
         );
       }
     }

@@ -38,7 +38,11 @@ import { loadRecordType } from '../src/avro.ts';
 import { createLogger } from '../src/logger.ts';
 import { startTcpProxy } from '../test/helpers/tcp-proxy.ts';
 import { loadComplaintRecords, type ComplaintRecords } from './helpers/complaint-messages.ts';
-import { describeMachine, startBenchEnvironment, type BenchEnvironment } from './helpers/environment.ts';
+import {
+  describeMachine,
+  startBenchEnvironment,
+  type BenchEnvironment,
+} from './helpers/environment.ts';
 import {
   formatCount,
   formatMiB,
@@ -47,7 +51,12 @@ import {
   formatTable,
   formatTimeline,
 } from './helpers/format.ts';
-import { IngestBench, type Endpoint, type RunPlan, type RunReport } from './helpers/ingest-bench.ts';
+import {
+  IngestBench,
+  type Endpoint,
+  type RunPlan,
+  type RunReport,
+} from './helpers/ingest-bench.ts';
 import type { IngestMode } from './helpers/ingest-worker.ts';
 import { formatVariant, median, parseCount, parseVariant } from './helpers/options.ts';
 
@@ -110,7 +119,9 @@ function parseOptions(args: string[]): IngestOptions {
   const runs = (values.runs ?? '').split(',').map((name) => name.trim());
 
   if (runs.some((name) => !RUN_NAMES.includes(name as IngestMode))) {
-    throw new Error(`invalid --runs "${values.runs}": use a comma-separated list of ${RUN_NAMES.join(', ')}`);
+    throw new Error(
+      `invalid --runs "${values.runs}": use a comma-separated list of ${RUN_NAMES.join(', ')}`,
+    );
   }
 
   return {
@@ -120,7 +131,10 @@ function parseOptions(args: string[]): IngestOptions {
       : Math.min(messages, DEFAULT_BASELINE_MESSAGES),
     sqsLatencyMs: parseCount('--sqs-latency-ms', values['sqs-latency-ms'], 0),
     runs: runs as IngestMode[],
-    maxDepth: values['max-depth'] === undefined ? undefined : parseCount('--max-depth', values['max-depth'], 10),
+    maxDepth:
+      values['max-depth'] === undefined
+        ? undefined
+        : parseCount('--max-depth', values['max-depth'], 10),
     isScaling: values.scaling ?? false,
     lockMs: parseCount('--lock-ms', values['lock-ms'], 0),
     lockAfterMs: parseCount('--lock-after-ms', values['lock-after-ms'], 0),
@@ -158,7 +172,9 @@ function formatReports(reports: RunReport[]): string {
   const rows = reports.map((report) => [
     runLabel(report),
     formatCount(report.deletedCount),
-    report.plan.maxDepth === undefined ? 'preloaded' : `fed, max ${formatCount(report.plan.maxDepth)}`,
+    report.plan.maxDepth === undefined
+      ? 'preloaded'
+      : `fed, max ${formatCount(report.plan.maxDepth)}`,
     String(report.receiveConcurrency),
     formatSeconds(report.measurement.durationMs),
     formatCount(messagesPerSecond(report)),
@@ -190,19 +206,27 @@ function medianRates(reports: RunReport[]): Map<string, number> {
   const ratesByLabel = new Map<string, number[]>();
 
   for (const report of reports) {
-    ratesByLabel.set(runLabel(report), [...(ratesByLabel.get(runLabel(report)) ?? []), messagesPerSecond(report)]);
+    ratesByLabel.set(runLabel(report), [
+      ...(ratesByLabel.get(runLabel(report)) ?? []),
+      messagesPerSecond(report),
+    ]);
   }
 
   return new Map([...ratesByLabel].map(([label, rates]) => [label, median(rates)]));
 }
 
-/** Formats each tool run's rate divided by the baseline's and the limit's, medians when repeated. */
+/**
+ * Formats each tool run's rate divided by the baseline's and the limit's, as medians when runs
+ * were repeated.
+ */
 function formatRatios(reports: RunReport[]): string {
   const rates = medianRates(reports);
   const lines: string[] = [];
 
   for (const [toolLabel, toolRate] of [...rates].filter(([label]) => label.startsWith('tool'))) {
-    for (const [otherLabel, otherRate] of [...rates].filter(([label]) => !label.startsWith('tool'))) {
+    for (const [otherLabel, otherRate] of [...rates].filter(
+      ([label]) => !label.startsWith('tool'),
+    )) {
       lines.push(`${toolLabel} / ${otherLabel}: ${formatRatio(toolRate / otherRate)}`);
     }
   }
@@ -216,7 +240,11 @@ function formatMedians(reports: RunReport[]): string {
   return formatTable(['run', 'median messages/s'], rows);
 }
 
-function formatHeader(options: IngestOptions, input: ComplaintRecords, environment: BenchEnvironment): string {
+function formatHeader(
+  options: IngestOptions,
+  input: ComplaintRecords,
+  environment: BenchEnvironment,
+): string {
   const { config } = environment;
 
   return [
@@ -224,7 +252,8 @@ function formatHeader(options: IngestOptions, input: ComplaintRecords, environme
     `input: ${formatCount(input.records.length)} complaint rows from ${input.folder}, cycled`,
     `added SQS latency: ${options.sqsLatencyMs} ms before each forwarded chunk, both ways`,
     `settings: SQS_RECEIVE_CONCURRENCY=${config.sqs.receiveConcurrency} ` +
-      `COPY_BATCH_SIZE=${config.ingest.batchSize} COPY_BATCH_MAX_AGE_MS=${config.ingest.batchMaxAgeMs} ` +
+      `COPY_BATCH_SIZE=${config.ingest.batchSize} ` +
+      `COPY_BATCH_MAX_AGE_MS=${config.ingest.batchMaxAgeMs} ` +
       `COPY_CONNECTIONS=${config.ingest.copyConnections}`,
     '',
   ].join('\n');
@@ -244,7 +273,8 @@ async function runLocked(bench: IngestBench, options: IngestOptions): Promise<st
     '',
     `stopped after ${formatSeconds(report.measurement.durationMs)} s with ` +
       `${formatCount(report.leftCount)} messages left in the queue`,
-    `RSS of the tool's process; the events table was locked from ${formatSeconds(options.lockAfterMs)} s ` +
+    `RSS of the tool's process; the events table was locked from ` +
+      `${formatSeconds(options.lockAfterMs)} s ` +
       `to ${formatSeconds(options.lockAfterMs + options.lockMs)} s:`,
     formatTimeline(report.measurement.samples),
   ].join('\n');
@@ -255,7 +285,9 @@ async function runScaling(bench: IngestBench, options: IngestOptions): Promise<s
 
   for (const messageCount of SCALING_MESSAGES) {
     for (const mode of options.runs.filter((name) => name !== 'baseline')) {
-      reports.push(await bench.run({ mode, messageCount, maxDepth: options.maxDepth ?? SCALING_MAX_DEPTH }));
+      reports.push(
+        await bench.run({ mode, messageCount, maxDepth: options.maxDepth ?? SCALING_MAX_DEPTH }),
+      );
     }
   }
 
@@ -273,7 +305,14 @@ async function runComparison(bench: IngestBench, options: IngestOptions): Promis
     }
 
     for (const settings of options.variants) {
-      reports.push(await bench.run({ mode: 'tool', messageCount: options.messages, maxDepth: options.maxDepth, settings }));
+      reports.push(
+        await bench.run({
+          mode: 'tool',
+          messageCount: options.messages,
+          maxDepth: options.maxDepth,
+          settings,
+        }),
+      );
     }
   }
 
@@ -296,7 +335,9 @@ export async function main(args: string[]): Promise<void> {
     const recordType = await loadRecordType(environment.config.ingest.schemaPath);
     const input = await loadComplaintRecords(REAL_DATA_FOLDER, recordType, logger);
     const nodeFlags =
-      options.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
+      options.cpuProfileDir === undefined
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`];
 
     bench = new IngestBench({ environment, input, recordType, endpoint, logger, nodeFlags });
     process.stdout.write(formatHeader(options, input, environment));

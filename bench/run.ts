@@ -22,7 +22,12 @@ function listBenchmarks(): string[] {
 const [name, ...args] = process.argv.slice(2);
 const scriptUrl = new URL(`./${name ?? ''}.ts`, benchFolder);
 
-if (name === undefined || !/^[a-z][a-z0-9-]*$/.test(name) || name === 'run' || !existsSync(scriptUrl)) {
+if (
+  name === undefined ||
+  !/^[a-z][a-z0-9-]*$/.test(name) ||
+  name === 'run' ||
+  !existsSync(scriptUrl)
+) {
   process.stderr.write(
     `usage: npm run bench -- <name> [options]; name is one of: ${listBenchmarks().join(', ')}\n`,
   );
@@ -36,7 +41,9 @@ if (name === undefined || !/^[a-z][a-z0-9-]*$/.test(name) || name === 'run' || !
   try {
     await benchmark.main?.(args);
   } catch (error) {
-    process.stderr.write(`bench ${name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `bench ${name}: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
     process.exitCode = 1;
   }
 }

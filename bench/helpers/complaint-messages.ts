@@ -23,11 +23,16 @@ const VARIED_FIELD = 'quantidade_total_de_reclamacoes';
 export type ComplaintRecords = { records: ComplaintRecord[]; folder: string };
 
 async function readFolder(folder: string, recordType: RecordType, logger: Logger) {
-  const names = (await readdir(folder).catch(() => [])).filter((name) => name.endsWith('.csv')).sort();
+  const names = (await readdir(folder).catch(() => []))
+    .filter((name) => name.endsWith('.csv'))
+    .sort();
   const records: ComplaintRecord[] = [];
 
   for (const name of names) {
-    for await (const record of createComplaintCsvSource(join(folder, name), { recordType, logger })) {
+    for await (const record of createComplaintCsvSource(join(folder, name), {
+      recordType,
+      logger,
+    })) {
       records.push(record as ComplaintRecord);
     }
   }
@@ -136,7 +141,10 @@ export async function feedQueue(
   // bounds the time.
   while (!options.signal.aborted) {
     const { Attributes = {} } = await sqs.send(
-      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: ['ApproximateNumberOfMessages'],
+      }),
     );
     const depth = Number(Attributes.ApproximateNumberOfMessages ?? 0);
 

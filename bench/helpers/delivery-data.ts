@@ -2,8 +2,8 @@ import type pg from 'pg';
 
 /**
  * Synthetic institutions. The delivery query joins aggregates to employer profiles with an OR
- * condition (same CNPJ or same name), which PostgreSQL can only run as a nested loop, so its
- * cost grows with aggregates times profiles; few institutions keep that product small.
+ * condition (same CNPJ or same name), which PostgreSQL can only run as a nested loop. Its cost
+ * grows with aggregates times profiles, so few institutions keep it small.
  */
 const INSTITUTION_COUNT = 20;
 
@@ -34,7 +34,7 @@ export type DeliveryData = {
 
 // Institution i has CNPJ root 1000000 + 37 i, written without its leading zero as the
 // published files do, and the name BANCO SINTÉTICO i S.A., which normalizes to
-// BANCO SINTETICO i. Event n belongs to institution n % institutions; the rest of n picks
+// BANCO SINTETICO i. Event n belongs to institution n % institutions. The rest of n picks
 // the quarter, the year and a category, so that no two events share an aggregate key. The
 // índice is a Brazilian decimal such as 9.999,83.
 const INSERT_EVENTS = `
@@ -121,10 +121,16 @@ export async function fillDeliveryData(pool: pg.Pool, targetRows: number): Promi
   await pool.query(INSERT_EVENTS, [aggregateCount, INSTITUTION_COUNT]);
   await pool.query(INSERT_DUPLICATES);
   await pool.query(INSERT_BANKS, [INSTITUTION_COUNT, BANK_ROW_COUNT - 2 * INSTITUTION_COUNT]);
-  await pool.query(INSERT_EMPLOYERS, [INSTITUTION_COUNT, EMPLOYERS_PER_INSTITUTION, UNMATCHED_EMPLOYER_COUNT]);
+  await pool.query(INSERT_EMPLOYERS, [
+    INSTITUTION_COUNT,
+    EMPLOYERS_PER_INSTITUTION,
+    UNMATCHED_EMPLOYER_COUNT,
+  ]);
   await pool.query('ANALYZE events.reclamacoes_sqs_events, trusted.bancos, trusted.empregados');
 
-  const { rows } = await pool.query<{ count: string }>('SELECT count(*) FROM events.reclamacoes_sqs_events');
+  const { rows } = await pool.query<{ count: string }>(
+    'SELECT count(*) FROM events.reclamacoes_sqs_events',
+  );
 
   return {
     eventCount: Number(rows[0]?.count),

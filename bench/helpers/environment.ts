@@ -132,9 +132,11 @@ async function findPostmasterPid(database: TestDatabase): Promise<number | undef
   }
 }
 
-/** One line describing the machine, for the top of a benchmark's output. */
+/** Describes the machine in one line, for the top of a benchmark's output. */
 export function describeMachine(): string {
   const processors = cpus();
 
-  return `machine: ${processors.length} CPUs (${processors[0]?.model ?? 'unknown'}), Node ${process.version}`;
+  const model = processors[0]?.model ?? 'unknown';
+
+  return `machine: ${processors.length} CPUs (${model}), Node ${process.version}`;
 }

@@ -52,7 +52,9 @@ export function formatTimeline(samples: RssSample[]): string {
   const lastMs = samples.at(-1)?.atMs ?? 0;
 
   for (let fromMs = 0; fromMs <= lastMs; fromMs += TIMELINE_STEP_MS) {
-    const inStep = samples.filter((sample) => sample.atMs >= fromMs && sample.atMs < fromMs + TIMELINE_STEP_MS);
+    const inStep = samples.filter(
+      (sample) => sample.atMs >= fromMs && sample.atMs < fromMs + TIMELINE_STEP_MS,
+    );
     const highest = inStep.reduce<RssSample | undefined>(
       (found, sample) => (found === undefined || sample.rssBytes > found.rssBytes ? sample : found),
       undefined,

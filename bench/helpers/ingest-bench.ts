@@ -25,7 +25,7 @@ const MIN_MESSAGES_PER_SECOND = 100;
 
 const WORKER_START_ALLOWANCE_MS = 60_000;
 
-/** What one run does. */
+/** Plan of one run. */
 export type RunPlan = {
   mode: IngestMode;
   messageCount: number;
@@ -52,7 +52,7 @@ export type RunReport = IngestWorkerResult & {
   postgresCpuMs: number | undefined;
 };
 
-/** Where the runs reach SQS: the emulator itself, or a delaying proxy in front of it. */
+/** Address at which the runs reach SQS: the emulator itself, or a delaying proxy in front of it. */
 export type Endpoint = { url: string; close(): Promise<void> };
 
 export type IngestBenchOptions = {
@@ -88,26 +88,40 @@ export class IngestBench {
     const { environment, input, recordType, logger } = this.#options;
     const { database, emulator, postgresPid } = environment;
     const queueName = `bench-${plan.mode}-${randomBytes(4).toString('hex')}`;
-    const { QueueUrl = '' } = await this.#sqs.send(new CreateQueueCommand({ QueueName: queueName }));
+    const { QueueUrl = '' } = await this.#sqs.send(
+      new CreateQueueCommand({ QueueName: queueName }),
+    );
     const entries = complaintEntries(input.records, recordType, plan.messageCount);
     const preloadCount = Math.min(plan.messageCount, plan.maxDepth ?? plan.messageCount);
 
     process.stderr.write(`bench: ${plan.mode}: preloading ${formatCount(preloadCount)} messages\n`);
 
-    const preloadedCount = await preloadQueue(this.#sqs, QueueUrl, takeEntries(entries, preloadCount), logger);
+    const preloadedCount = await preloadQueue(
+      this.#sqs,
+      QueueUrl,
+      takeEntries(entries, preloadCount),
+      logger,
+    );
 
     await database.pool.query('TRUNCATE events.reclamacoes_sqs_events, events.dead_letters');
     await database.pool.query('CHECKPOINT');
 
     const emulatorCpuBefore = readProcessTreeCpuMs(emulator.pid);
-    const postgresCpuBefore = postgresPid === undefined ? undefined : readProcessTreeCpuMs(postgresPid);
+    const postgresCpuBefore =
+      postgresPid === undefined ? undefined : readProcessTreeCpuMs(postgresPid);
     const feeding = new AbortController();
     const fed =
       plan.maxDepth === undefined
         ? Promise.resolve(0)
-        : feedQueue(this.#sqs, QueueUrl, entries, { maxDepth: plan.maxDepth, logger, signal: feeding.signal });
+        : feedQueue(this.#sqs, QueueUrl, entries, {
+            maxDepth: plan.maxDepth,
+            logger,
+            signal: feeding.signal,
+          });
 
-    process.stderr.write(`bench: ${plan.mode}: running on ${formatCount(plan.messageCount)} messages\n`);
+    process.stderr.write(
+      `bench: ${plan.mode}: running on ${formatCount(plan.messageCount)} messages\n`,
+    );
 
     let result: IngestWorkerResult;
 
@@ -127,7 +141,9 @@ export class IngestBench {
       leftCount,
       emulatorCpuMs: difference(readProcessTreeCpuMs(emulator.pid), emulatorCpuBefore),
       postgresCpuMs:
-        postgresPid === undefined ? undefined : difference(readProcessTreeCpuMs(postgresPid), postgresCpuBefore),
+        postgresPid === undefined
+          ? undefined
+          : difference(readProcessTreeCpuMs(postgresPid), postgresCpuBefore),
     };
   }
 
@@ -138,7 +154,7 @@ export class IngestBench {
       stopAfterMs: plan.stopAfterMs,
     };
     // While the queue is being fed, a receive waits a second for new messages before it
-    // counts the queue as empty; on a preloaded queue an empty receive means the end.
+    // counts the queue as empty. On a preloaded queue an empty receive means the end.
     const waitTimeSeconds = plan.maxDepth === undefined ? '0' : '1';
 
     return runWorker<IngestWorkerResult>(WORKER_SCRIPT, input, {
@@ -176,7 +192,8 @@ export class IngestBench {
 
   /**
    * Fails the benchmark unless every message sent was either deleted or is still in the queue,
-   * and every deleted message was stored exactly once. Returns the messages left.
+   * and the events table has one row per deleted message (its primary key rules out a message
+   * stored twice). Returns the number of messages left.
    */
   async #check(plan: RunPlan, queueUrl: string, sentCount: number, result: IngestWorkerResult) {
     const leftCount = await countQueueMessages(this.#sqs, queueUrl);
@@ -187,7 +204,11 @@ export class IngestBench {
     const expectedRows = plan.mode === 'limit' ? 0 : result.deletedCount;
     const expectedLeft = plan.stopAfterMs === undefined ? 0 : sentCount - result.deletedCount;
 
-    if (leftCount !== expectedLeft || result.deletedCount + leftCount !== sentCount || storedRows !== expectedRows) {
+    if (
+      leftCount !== expectedLeft ||
+      result.deletedCount + leftCount !== sentCount ||
+      storedRows !== expectedRows
+    ) {
       throw new Error(
         `${plan.mode} run is wrong: of ${sentCount} messages sent, ${result.deletedCount} were ` +
           `deleted and ${leftCount} are left, and ${storedRows} rows are stored; expected ` +

@@ -14,7 +14,12 @@ import {
 import type pg from 'pg';
 import { loadRecordType, type RecordType } from '../../src/avro.ts';
 import { createSqsClient } from '../../src/aws.ts';
-import { loadConfig, SQS_MAX_BATCH_ENTRIES, SQS_MAX_WAIT_SECONDS, type Config } from '../../src/config.ts';
+import {
+  loadConfig,
+  SQS_MAX_BATCH_ENTRIES,
+  SQS_MAX_WAIT_SECONDS,
+  type Config,
+} from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { runIngest } from '../../src/pipelines/ingest.ts';
 import { createPool } from '../../src/postgres.ts';
@@ -23,16 +28,16 @@ import { measure, type Measurement } from './measure.ts';
 import { ThreadedSqsClient } from './threaded-sqs-client.ts';
 
 /**
- * `tool` runs the ingest pipeline; `baseline` the original design (receive ten, then insert
- * and delete each message on its own); `limit` only receives and deletes, no decode and no
- * database, to find what the emulator itself sustains.
+ * Kind of run. `tool` runs the ingest pipeline. `baseline` runs the original design, which
+ * receives ten messages, then inserts and deletes each of them on its own. `limit` only
+ * receives and deletes, with no decoding and no database, to find what the emulator sustains.
  */
 export type IngestMode = 'tool' | 'baseline' | 'limit';
 
 export type IngestWorkerInput = {
   mode: IngestMode;
   messageCount: number;
-  /** Stop gracefully after this long even if the queue still holds messages. */
+  /** Stop gracefully after this long, even if messages are left in the queue. */
   stopAfterMs?: number;
 };
 
@@ -75,9 +80,9 @@ async function runTool(
 }
 
 /**
- * The design the tool replaced: one receive of ten with long polling, then for each message at
- * once a decode, one INSERT in its own transaction and one DeleteMessage; the next receive
- * starts when all ten are done. It stops once `messageCount` messages are deleted.
+ * Runs the design the tool replaced. It receives ten messages with long polling, then for each
+ * of them at once decodes, INSERTs in its own transaction and calls DeleteMessage. The next
+ * receive starts when all ten are done, and the run stops once `messageCount` are deleted.
  */
 async function runBaseline(
   config: Config,
@@ -112,7 +117,10 @@ async function runBaseline(
       Messages.map(async (message) => {
         await storeOne(pool, message, recordType);
         await sqs.send(
-          new DeleteMessageCommand({ QueueUrl: config.sqs.queueUrl, ReceiptHandle: message.ReceiptHandle }),
+          new DeleteMessageCommand({
+            QueueUrl: config.sqs.queueUrl,
+            ReceiptHandle: message.ReceiptHandle,
+          }),
         );
       }),
     );
@@ -175,20 +183,23 @@ async function runLimit(config: Config, sqs: SQSClient, signal: AbortSignal): Pr
 }
 
 /**
- * The tool's SQS client, or with BENCH_SQS_THREADS=N one that sends from N worker threads, to
- * measure what moving the SDK's CPU cost off the pipeline's thread would give.
+ * Creates the tool's SQS client or, with BENCH_SQS_THREADS=N, one that sends from N worker
+ * threads, to measure what moving the SDK's CPU cost off the pipeline's thread gives.
  */
 function createClient(config: Config): SQSClient {
   const threadCount = Number(process.env.BENCH_SQS_THREADS ?? 0);
 
-  return threadCount > 0 ? new ThreadedSqsClient(threadCount).asSqsClient() : createSqsClient(config);
+  return threadCount > 0
+    ? new ThreadedSqsClient(threadCount).asSqsClient()
+    : createSqsClient(config);
 }
 
 async function main(): Promise<void> {
   const input = JSON.parse(process.argv[2] ?? '{}') as IngestWorkerInput;
   const config = loadConfig(process.env, '');
   const sqs = createClient(config);
-  const connections = input.mode === 'baseline' ? BASELINE_CONNECTIONS : config.ingest.copyConnections;
+  const connections =
+    input.mode === 'baseline' ? BASELINE_CONNECTIONS : config.ingest.copyConnections;
   const pool = createPool(config, connections);
   const recordType = await loadRecordType(config.ingest.schemaPath);
   const stop = new AbortController();
@@ -200,7 +211,8 @@ async function main(): Promise<void> {
 
   process.stdout.write(`${JSON.stringify({ event: 'started' })}\n`);
 
-  const timer = input.stopAfterMs === undefined ? undefined : setTimeout(() => stop.abort(), input.stopAfterMs);
+  const timer =
+    input.stopAfterMs === undefined ? undefined : setTimeout(() => stop.abort(), input.stopAfterMs);
   const { result, measurement } = await measure(runs[input.mode]);
 
   clearTimeout(timer);

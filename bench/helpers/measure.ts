@@ -13,7 +13,7 @@ export type RssSample = {
   externalBytes: number;
 };
 
-/** What one measured run cost the process that ran it. */
+/** Cost of one measured run to the process that ran it. */
 export type Measurement = {
   durationMs: number;
   /** User plus system CPU time of this process during the run. */
@@ -27,7 +27,7 @@ export type Measurement = {
 
 /**
  * Runs `work` and measures its wall time, this process's CPU time and its resident set size,
- * sampled every RSS_SAMPLE_INTERVAL_MS. `onSample` sees each sample as it is taken.
+ * sampled every RSS_SAMPLE_INTERVAL_MS. `onSample` receives each sample as it is taken.
  */
 export async function measure<T>(
   work: () => Promise<T>,
@@ -125,7 +125,7 @@ export function readProcessTreeCpuMs(rootPid: number): number | undefined {
   let ticks = root.ownTicks + root.reapedChildTicks;
   const pending = [...(childrenByParent.get(rootPid) ?? [])];
 
-  // The tree of a PostgreSQL server is two levels deep; the bound only guards against a cycle
+  // The tree of a PostgreSQL server is two levels deep. The bound only guards against a cycle
   // from a pid reused while /proc was being read.
   for (let visited = 0; pending.length > 0 && visited < stats.length; visited += 1) {
     const stat = pending.pop() as ProcStat;

@@ -15,10 +15,14 @@ function spawnTsx(
   env: NodeJS.ProcessEnv,
   nodeFlags: string[] = [],
 ): ChildProcess {
-  return spawn(process.execPath, [...nodeFlags, '--import', 'tsx', fileURLToPath(scriptUrl), ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  return spawn(
+    process.execPath,
+    [...nodeFlags, '--import', 'tsx', fileURLToPath(scriptUrl), ...args],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
 }
 
 /** A worker failed, timed out or printed no result line. */
@@ -41,7 +45,11 @@ export type WorkerOptions = {
  * returns the JSON object on the last line of its standard output. Each measured run gets a
  * process of its own, so that peak RSS and CPU time of one run do not mix with another's.
  */
-export async function runWorker<T>(scriptUrl: URL, input: unknown, options: WorkerOptions): Promise<T> {
+export async function runWorker<T>(
+  scriptUrl: URL,
+  input: unknown,
+  options: WorkerOptions,
+): Promise<T> {
   const child = spawnTsx(scriptUrl, [JSON.stringify(input)], options.env ?? {}, options.nodeFlags);
   const lines: string[] = [];
   let stderr = '';
@@ -65,7 +73,10 @@ export async function runWorker<T>(scriptUrl: URL, input: unknown, options: Work
   const name = fileURLToPath(scriptUrl);
 
   if (exit.code !== 0) {
-    const reason = exit.signal === 'SIGKILL' ? `timed out after ${options.timeoutMs} ms` : `exited with ${exit.code ?? exit.signal}`;
+    const reason =
+      exit.signal === 'SIGKILL'
+        ? `timed out after ${options.timeoutMs} ms`
+        : `exited with ${exit.code ?? exit.signal}`;
 
     throw new WorkerError(`worker ${name} ${reason}; its standard error ended with:\n${stderr}`);
   }
@@ -99,7 +110,9 @@ export async function startEmulatorProcess(): Promise<EmulatorProcess> {
   const firstLine = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new WorkerError(`the emulator printed no endpoint within ${EMULATOR_START_TIMEOUT_MS} ms`));
+      reject(
+        new WorkerError(`the emulator printed no endpoint within ${EMULATOR_START_TIMEOUT_MS} ms`),
+      );
     }, EMULATOR_START_TIMEOUT_MS);
 
     createInterface({ input: child.stdout! }).once('line', (line) => {

@@ -32,7 +32,10 @@ async function send(request: Extract<ThreadRequest, { commandName: string }>): P
 
     reply({ id: request.id, output });
   } catch (error) {
-    const { name, message, $metadata, $fault } = error as Error & { $metadata?: unknown; $fault?: unknown };
+    const { name, message, $metadata, $fault } = error as Error & {
+      $metadata?: unknown;
+      $fault?: unknown;
+    };
 
     reply({ id: request.id, error: { name, message, $metadata, $fault } });
   } finally {

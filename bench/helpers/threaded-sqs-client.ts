@@ -2,7 +2,9 @@ import { Worker } from 'node:worker_threads';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 
 /** A command for a thread to send, or the id of one to abort. */
-export type ThreadRequest = { id: number; commandName: string; input: unknown } | { abortId: number };
+export type ThreadRequest =
+  | { id: number; commandName: string; input: unknown }
+  | { abortId: number };
 
 /** The output of a sent command, or its error reduced to what survives a structured clone. */
 export type ThreadReply =
