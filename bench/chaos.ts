@@ -23,7 +23,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
-  GetQueueAttributesCommand,
   SendMessageBatchCommand,
   type SQSClient,
 } from '@aws-sdk/client-sqs';
@@ -35,6 +34,7 @@ import { startEmbeddedPostgres, type EmbeddedServer } from '../src/local/embedde
 import { createLogger } from '../src/logger.ts';
 import { connectionOptions, migrate } from '../src/postgres.ts';
 import { createComplaintCsvSource, type ComplaintRecord } from '../src/sources/complaint-csv.ts';
+import { countQueueMessages } from '../test/helpers/aws.ts';
 
 const CLI_PATH = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const REPOSITORY_ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -262,20 +262,6 @@ async function sendAll(sqs: SQSClient, queueUrl: string, bodies: string[]): Prom
   await Promise.all(Array.from({ length: SEND_CONCURRENCY }, sendLoop));
 }
 
-async function countQueued(sqs: SQSClient, queueUrl: string): Promise<number> {
-  const { Attributes = {} } = await sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: queueUrl,
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-    }),
-  );
-
-  return (
-    Number(Attributes.ApproximateNumberOfMessages) +
-    Number(Attributes.ApproximateNumberOfMessagesNotVisible)
-  );
-}
-
 type Figures = { stored: number; deadLettered: number; duplicates: number };
 
 /** Counts rows and dead letters, and message ids that appear more than once across both. */
@@ -411,7 +397,7 @@ async function waitForDrain(
 ): Promise<boolean> {
   while (Date.now() < deadlineMs) {
     const figures = await readFigures(pool).catch(() => undefined);
-    const queued = await countQueued(sqs, queueUrl);
+    const queued = await countQueueMessages(sqs, queueUrl);
 
     if (figures !== undefined && figures.stored + figures.deadLettered >= messageCount && queued === 0) {
       return true;
@@ -473,7 +459,7 @@ async function main(): Promise<number> {
     const isDrained = await waitForDrain(pool, sqs, config.sqs.queueUrl, bodies.length, deadlineMs);
     const exitCode = await supervisor.stop();
     const figures = await readFigures(pool);
-    const leftInQueue = await countQueued(sqs, config.sqs.queueUrl);
+    const leftInQueue = await countQueueMessages(sqs, config.sqs.queueUrl);
 
     process.stdout.write(
       `ingest processes started: ${supervisor.startCount}\n` +

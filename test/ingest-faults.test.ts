@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  GetQueueAttributesCommand,
   SendMessageCommand,
   SetQueueAttributesCommand,
 } from '@aws-sdk/client-sqs';
@@ -21,7 +20,7 @@ import {
   SQS_INTERNAL_ERROR,
   SQS_THROTTLING,
 } from './helpers/aws-faults.ts';
-import { sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { readQueueDepth, sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
 import { assertDeliveredOnce, readDeliveryOutcome } from './helpers/delivery.ts';
 import { captureLogs } from './helpers/logs.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
@@ -78,17 +77,6 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
       stopWhenEmpty: true,
       maxRetryDelayMs: 500,
     });
-  }
-
-  async function visibleCount(): Promise<number> {
-    const { Attributes = {} } = await aws.sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: aws.config.sqs.queueUrl,
-        AttributeNames: ['ApproximateNumberOfMessages'],
-      }),
-    );
-
-    return Number(Attributes.ApproximateNumberOfMessages);
   }
 
   test('hostile bodies end as rows or dead letters', async () => {
@@ -242,7 +230,7 @@ describe('ingest under faults', { timeout: TEST_TIMEOUT_MS }, () => {
     // Hold the batches for more than twice the visibility timeout.
     for (let sample = 0; sample < 25; sample += 1) {
       await sleep(200);
-      visibleWhileHeld.push(await visibleCount());
+      visibleWhileHeld.push((await readQueueDepth(aws.sqs, aws.config.sqs.queueUrl)).visible);
     }
 
     await locker.query('COMMIT');

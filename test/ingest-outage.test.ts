@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { loadRecordType, type RecordType } from '../src/avro.ts';
 import { BUNDLED_SCHEMA_PATH, type Config } from '../src/config.ts';
@@ -9,7 +8,7 @@ import { startEmbeddedPostgres } from '../src/local/embedded-postgres.ts';
 import { runIngest } from '../src/pipelines/ingest.ts';
 import { connectionOptions, migrate } from '../src/postgres.ts';
 import { recordReceives } from './helpers/aws-faults.ts';
-import { sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { readQueueDepth, sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
 import { assertDeliveredOnce, readDeliveryOutcome } from './helpers/delivery.ts';
 import { captureLogs, type CapturedLogs } from './helpers/logs.ts';
 import { createTestDatabase, testConfig, type TestDatabase } from './helpers/postgres.ts';
@@ -96,10 +95,10 @@ describe('ingest through a PostgreSQL outage', { timeout: TEST_TIMEOUT_MS }, () 
 
     for (let sample = 0; sample < OUTAGE_MS / 500; sample += 1) {
       await sleep(500);
-      heldCounts.push((await queueCounts(aws, queueUrl)).inFlight);
+      heldCounts.push((await readQueueDepth(aws.sqs, queueUrl)).inFlight);
     }
 
-    const { visible: visibleCount } = await queueCounts(aws, queueUrl);
+    const { visible: visibleCount } = await readQueueDepth(aws.sqs, queueUrl);
 
     await outage.end();
     await waitForAccounted(checkPool, 20 + OUTAGE_MESSAGE_COUNT);
@@ -252,20 +251,6 @@ function ingestPoolFor(config: Config): pg.Pool {
   pool.on('error', () => {});
 
   return pool;
-}
-
-async function queueCounts(aws: TestAws, queueUrl: string) {
-  const { Attributes = {} } = await aws.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: queueUrl,
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-    }),
-  );
-
-  return {
-    visible: Number(Attributes.ApproximateNumberOfMessages),
-    inFlight: Number(Attributes.ApproximateNumberOfMessagesNotVisible),
-  };
 }
 
 /** Waits until rows plus dead letters reach `count`, for at most DRAIN_TIMEOUT_MS. */

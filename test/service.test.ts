@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import pg from 'pg';
 import { loadRecordType, type RecordType } from '../src/avro.ts';
 import { createS3Client } from '../src/aws.ts';
@@ -10,7 +9,7 @@ import { BUNDLED_SCHEMA_PATH, type Config } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { runIngest } from '../src/pipelines/ingest.ts';
 import { connectionOptions } from '../src/postgres.ts';
-import { sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { readQueueDepth, sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
 import { cliEnvironment, spawnCli, type CliProcess } from './helpers/cli.ts';
 import { assertDeliveredOnce, readDeliveryOutcome } from './helpers/delivery.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
@@ -94,24 +93,10 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
     };
   }
 
-  async function queueCounts() {
-    const { Attributes = {} } = await aws.sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: aws.config.sqs.queueUrl,
-        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
-      }),
-    );
-
-    return {
-      visible: Number(Attributes.ApproximateNumberOfMessages),
-      inFlight: Number(Attributes.ApproximateNumberOfMessagesNotVisible),
-    };
-  }
-
   /** Waits until `count` messages are in flight, for at most 10 seconds. */
   async function waitForInFlight(count: number): Promise<void> {
     for (let attempt = 0; attempt < 100; attempt += 1) {
-      if ((await queueCounts()).inFlight >= count) {
+      if ((await readQueueDepth(aws.sqs, aws.config.sqs.queueUrl)).inFlight >= count) {
         return;
       }
 
@@ -186,7 +171,7 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
 
     await sleep(500);
 
-    const countsWhileStopping = await queueCounts();
+    const countsWhileStopping = await readQueueDepth(aws.sqs, aws.config.sqs.queueUrl);
 
     await unlock?.();
     unlock = undefined;
@@ -224,7 +209,7 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
 
     const exit = await service.exited;
     const exitedAfterMs = Date.now() - signalledAtMs;
-    const countsAfterExit = await queueCounts();
+    const countsAfterExit = await readQueueDepth(aws.sqs, aws.config.sqs.queueUrl);
     const released = service.logs.find((line) => line.msg === 'messages released');
 
     await unlock?.();
@@ -280,7 +265,7 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
 
       const exit = await service.exited;
       const exitedAfterMs = Date.now() - signalledAtMs;
-      const countsAfterExit = await queueCounts();
+      const countsAfterExit = await readQueueDepth(aws.sqs, aws.config.sqs.queueUrl);
 
       assert.equal(exit.code, 0);
       assert.ok(exitedAfterMs < graceSeconds * 1000 + 3000, `exited after ${exitedAfterMs} ms`);

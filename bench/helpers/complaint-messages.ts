@@ -4,12 +4,13 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { RecordType } from '../../src/avro.ts';
 import { packagePath } from '../../src/config.ts';
 import type { Logger } from '../../src/logger.ts';
 import { createSqsSendSink, type SqsBatchEntry } from '../../src/sinks/sqs-send.ts';
 import { createComplaintCsvSource, type ComplaintRecord } from '../../src/sources/complaint-csv.ts';
+import { readQueueDepth } from '../../test/helpers/aws.ts';
 
 /** SendMessageBatch calls in flight while a queue is filled. */
 const PRELOAD_SEND_CONCURRENCY = 16;
@@ -140,13 +141,7 @@ export async function feedQueue(
   // Each pass sends at least half of maxDepth or waits a poll interval; the caller's signal
   // bounds the time.
   while (!options.signal.aborted) {
-    const { Attributes = {} } = await sqs.send(
-      new GetQueueAttributesCommand({
-        QueueUrl: queueUrl,
-        AttributeNames: ['ApproximateNumberOfMessages'],
-      }),
-    );
-    const depth = Number(Attributes.ApproximateNumberOfMessages ?? 0);
+    const depth = (await readQueueDepth(sqs, queueUrl)).visible;
 
     if (depth > options.maxDepth / 2) {
       await sleep(FEED_POLL_INTERVAL_MS);

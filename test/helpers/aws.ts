@@ -80,8 +80,11 @@ export async function sendBodies(sqs: SQSClient, queueUrl: string, bodies: strin
   return messageIds;
 }
 
-/** Returns the visible plus in-flight message count of a queue. */
-export async function countQueueMessages(sqs: SQSClient, queueUrl: string): Promise<number> {
+/** Messages of a queue: visible ones, and received ones whose visibility has not run out. */
+export type QueueDepth = { visible: number; inFlight: number };
+
+/** Reads a queue's approximate visible and in-flight message counts. */
+export async function readQueueDepth(sqs: SQSClient, queueUrl: string): Promise<QueueDepth> {
   const { Attributes = {} } = await sqs.send(
     new GetQueueAttributesCommand({
       QueueUrl: queueUrl,
@@ -89,8 +92,15 @@ export async function countQueueMessages(sqs: SQSClient, queueUrl: string): Prom
     }),
   );
 
-  return (
-    Number(Attributes.ApproximateNumberOfMessages ?? 0) +
-    Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0)
-  );
+  return {
+    visible: Number(Attributes.ApproximateNumberOfMessages ?? 0),
+    inFlight: Number(Attributes.ApproximateNumberOfMessagesNotVisible ?? 0),
+  };
+}
+
+/** Returns the visible plus in-flight message count of a queue. */
+export async function countQueueMessages(sqs: SQSClient, queueUrl: string): Promise<number> {
+  const { visible, inFlight } = await readQueueDepth(sqs, queueUrl);
+
+  return visible + inFlight;
 }
