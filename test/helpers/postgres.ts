@@ -57,7 +57,7 @@ export async function createTestDatabase(overrides: NodeJS.ProcessEnv = {}): Pro
   const pool = createPool(config, 4);
 
   // DROP DATABASE ... WITH (FORCE) may terminate a connection that pool.end() has not closed
-  // yet; the idle client then emits an error that must not fail the test file.
+  // yet. The idle client then emits an error, which must not fail the test file.
   pool.on('error', () => {});
 
   await migrate(pool);
