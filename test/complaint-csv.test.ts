@@ -228,6 +228,18 @@ describe('complaint CSV source on edge cases', () => {
     });
   });
 
+  test('header-only file with a wrong header fails', async () => {
+    const path = await writeLatin1('header-only-no-index.csv', `${HEADER.replace('Índice;', '')}\n`);
+
+    await assert.rejects(readAll(path), (error: unknown) => {
+      assert.ok(error instanceof ComplaintCsvError);
+      assert.equal(error.lineNumber, 1);
+      assert.match(error.message, /no column for required field indice/);
+
+      return true;
+    });
+  });
+
   test('absent nullable and extra columns', async () => {
     const header = `${HEADER.replace('CNPJ IF;', '')}Observação;`;
     const row = `${BANK_ROW.replace('8357240;', '')}revisado;`;

@@ -50,6 +50,26 @@ async function readAll(
 }
 
 describe('readDelimitedFile', () => {
+  test('onHeader sees the header before any record', async () => {
+    const calls: Array<[string[], number]> = [];
+
+    await readAll('\nAno;Nome\n', {
+      onHeader: (fieldNames, lineNumber) => calls.push([fieldNames, lineNumber]),
+    });
+
+    assert.deepEqual(calls, [[['ano', 'nome'], 2]]);
+  });
+
+  test('onHeader error ends the reading', async () => {
+    const reading = readAll('Ano;Nome\n2021;X\n', {
+      onHeader: () => {
+        throw new Error('unexpected header');
+      },
+    });
+
+    await assert.rejects(reading, /unexpected header/);
+  });
+
   test('keys values by the derived field names', async () => {
     const records = await readAll('Ano;CNPJ IF;Instituição financeira\n2021; ;BANCO X\n');
 

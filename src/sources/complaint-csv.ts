@@ -42,10 +42,8 @@ type FieldPlan = Array<{ name: string; isNullable: boolean }>;
  * whose column is missing, empty or only white space becomes null. Other fields keep the text
  * as published, spaces included. An empty file emits no records. The stream fails with
  * {@link ComplaintCsvError} when the file cannot be read, when a row has a different number
- * of fields than the header, or when the header lacks a non-nullable schema field.
- *
- * NOTE: the header is checked against the schema on the first data row, so a file with a
- * header and no rows emits nothing even when its header is wrong.
+ * of fields than the header, or when the header lacks a non-nullable schema field, which is
+ * checked before any record goes out, also in a file with no data rows.
  */
 export function createComplaintCsvSource(
   file: string,
@@ -61,19 +59,21 @@ async function* readRecords(
   recordType: RecordType,
   logger: Logger,
 ): AsyncGenerator<ComplaintRecord> {
+  let plan: FieldPlan = [];
   const rows = readDelimitedFile({
     path: file,
     encoding: FILE_ENCODING,
     separator: FIELD_SEPARATOR,
+    onHeader: (headerNames, lineNumber) => {
+      plan = planFields(file, lineNumber, headerNames, recordType);
+    },
   });
-  let plan: FieldPlan | undefined;
   let rowCount = 0;
 
   logger.debug({ file }, 'reading started');
 
   try {
-    for await (const { lineNumber, values } of rows) {
-      plan ??= planFields(file, lineNumber, Object.keys(values), recordType);
+    for await (const { values } of rows) {
       rowCount += 1;
 
       yield toRecord(values, plan);

@@ -25,6 +25,11 @@ export type DelimitedFileOptions = {
   maxLineChars?: number;
   /** Signal that stops the reading, after which the iteration throws an AbortError. */
   signal?: AbortSignal;
+  /**
+   * Called with the field names and line number of the header as soon as it is read, before
+   * any data line and also when there is none. An error it throws ends the reading.
+   */
+  onHeader?: (fieldNames: string[], lineNumber: number) => void;
 };
 
 /** One data line of a delimited file. */
@@ -83,6 +88,7 @@ export async function* readDelimitedFile(
       const headers = splitFields(line, separator, hasTrailingSeparators);
 
       fieldNames = deriveFieldNames(headers, options.path, lineNumber);
+      options.onHeader?.(fieldNames, lineNumber);
       continue;
     }
 
