@@ -293,6 +293,13 @@ describe('loadReference with small files', () => {
     );
   });
 
+  test('rejects a header-only file with an unknown column', async () => {
+    await assert.rejects(
+      loadFiles(BANCOS, 'employer_name|stars\n'),
+      /the header of .*empregados-\d+\.csv has unknown columns stars/,
+    );
+  });
+
   test('rejects a bank file without data rows', async () => {
     await assert.rejects(
       loadFiles('Segmento\tCNPJ\tNome\n', 'employer_name\nA\n'),
