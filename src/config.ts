@@ -286,6 +286,14 @@ const schema = {
       default: 1000,
       env: 'COPY_BATCH_SIZE',
     },
+    batchMaxBytes: {
+      doc:
+        'Message body bytes written by one COPY transaction at most; a batch closes at ' +
+        'COPY_BATCH_SIZE messages or at this many bytes, whichever comes first.',
+      format: 'positive-int',
+      default: 4 * 1024 * 1024,
+      env: 'COPY_BATCH_MAX_BYTES',
+    },
     batchMaxAgeMs: {
       doc: 'Milliseconds a partial batch waits for more messages before it is written.',
       format: 'positive-int',
@@ -374,6 +382,7 @@ export type Config = {
   ingest: {
     schemaPath: string;
     batchSize: number;
+    batchMaxBytes: number;
     batchMaxAgeMs: number;
     copyConnections: number;
     shutdownGraceSeconds: number;

@@ -8,7 +8,7 @@ import { createPostgresCopySink } from '../sinks/postgres-copy.ts';
 import { createSqsDeleteSink, type IngestCounts } from '../sinks/sqs-delete.ts';
 import { createSqsSource } from '../sources/sqs.ts';
 import { VisibilityKeeper } from '../sources/sqs-visibility.ts';
-import { createAvroDecodeTransform } from '../transforms/avro-decode.ts';
+import { createAvroDecodeTransform, type DecodedMessage } from '../transforms/avro-decode.ts';
 import { createBatchTransform } from '../transforms/batch.ts';
 
 export type IngestOptions = {
@@ -81,7 +81,9 @@ export async function runIngest(options: IngestOptions): Promise<IngestCounts> {
       createAvroDecodeTransform(options.recordType),
       createBatchTransform({
         maxItems: config.ingest.batchSize,
+        maxBytes: config.ingest.batchMaxBytes,
         maxAgeMs: config.ingest.batchMaxAgeMs,
+        sizeOf: (decoded: DecodedMessage) => decoded.message.body.length,
       }),
       createPostgresCopySink({
         pool: options.pool,
