@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { constants, cpus } from 'node:os';
 import type { Config } from '../../src/config.ts';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/local/embedded-postgres.ts';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/postgres.ts';
-import { startEmulatorProcess, type EmulatorProcess } from './processes.ts';
+import { killChildProcesses, startEmulatorProcess, type EmulatorProcess } from './processes.ts';
 
 /** Credentials the emulator accepts; it checks none, but the SDK wants some. */
 const EMULATOR_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
@@ -23,7 +23,9 @@ export type BenchEnvironment = {
 
 /**
  * Starts the emulator in a child process and creates a migrated database of its own, on the
- * server that POSTGRES_HOST or DATABASE_URL name, else on an embedded server.
+ * server that POSTGRES_HOST or DATABASE_URL name, else on an embedded server. Until `stop()`,
+ * SIGINT or SIGTERM kills the workers, stops the environment and exits, so that an
+ * interrupted benchmark leaves no server running.
  */
 export async function startBenchEnvironment(): Promise<BenchEnvironment> {
   const server = await startServerUnlessConfigured();
@@ -56,7 +58,13 @@ async function startEmulatorFor(
     },
   };
 
-  return {
+  let stopping: Promise<void> | undefined;
+  const stopOnSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`bench: ${signal}: stopping the workers, the emulator and PostgreSQL\n`);
+    killChildProcesses();
+    void environment.stop().finally(() => process.exit(128 + constants.signals[signal]));
+  };
+  const environment: BenchEnvironment = {
     database,
     emulator,
     config,
@@ -69,12 +77,24 @@ async function startEmulatorFor(
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
       ...extra,
     }),
-    async stop() {
-      await emulator.stop();
-      await database.drop();
-      await server?.stop();
+    stop() {
+      // A signal and the benchmark's own cleanup may both stop the environment.
+      stopping ??= (async () => {
+        process.off('SIGINT', stopOnSignal);
+        process.off('SIGTERM', stopOnSignal);
+        await emulator.stop();
+        await database.drop();
+        await server?.stop();
+      })();
+
+      return stopping;
     },
   };
+
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+
+  return environment;
 }
 
 /**

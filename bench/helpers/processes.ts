@@ -8,6 +8,9 @@ const STDERR_TAIL_CHARACTERS = 4000;
 /** Time the emulator gets to print its endpoint. */
 const EMULATOR_START_TIMEOUT_MS = 30_000;
 
+/** Children started by spawnTsx that have not exited yet. */
+const liveChildren = new Set<ChildProcess>();
+
 /** Starts `node NODE_FLAGS --import tsx SCRIPT ARGS...` with the given extra environment. */
 function spawnTsx(
   scriptUrl: URL,
@@ -15,7 +18,7 @@ function spawnTsx(
   env: NodeJS.ProcessEnv,
   nodeFlags: string[] = [],
 ): ChildProcess {
-  return spawn(
+  const child = spawn(
     process.execPath,
     [...nodeFlags, '--import', 'tsx', fileURLToPath(scriptUrl), ...args],
     {
@@ -23,6 +26,18 @@ function spawnTsx(
       stdio: ['pipe', 'pipe', 'pipe'],
     },
   );
+
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+
+  return child;
+}
+
+/** Kills every worker and emulator process this process started that is still running. */
+export function killChildProcesses(): void {
+  for (const child of liveChildren) {
+    child.kill('SIGKILL');
+  }
 }
 
 /** A worker failed, timed out or printed no result line. */
