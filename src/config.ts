@@ -187,6 +187,14 @@ const schema = {
       default: 10,
       env: 'POSTGRES_CONNECT_TIMEOUT_SECONDS',
     },
+    startupWaitSeconds: {
+      doc:
+        'Seconds a command waits at start for PostgreSQL to accept connections, retrying ' +
+        'refused or dropped connections; 0 tries once.',
+      format: 'nat',
+      default: 60,
+      env: 'POSTGRES_STARTUP_WAIT_SECONDS',
+    },
   },
   aws: {
     region: {
@@ -369,6 +377,7 @@ export type Config = {
     database: string;
     url: string;
     connectTimeoutSeconds: number;
+    startupWaitSeconds: number;
   };
   aws: { region: string; accessKeyId: string; secretAccessKey: string; endpointUrl: string };
   sqs: {

@@ -1,7 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Config } from './config.ts';
 import { packagePath } from './config.ts';
+import type { Logger } from './logger.ts';
+import { classifyFailure } from './sinks/postgres-errors.ts';
 
 /** DDL files applied in this order by migrate; every statement in them is idempotent. */
 const MIGRATION_FILES = ['sql/migrate.sql', 'sql/functions.sql'];
@@ -42,6 +45,47 @@ export function connectionOptions(config: Config): pg.ClientConfig {
 /** Creates a connection pool; callers end it. */
 export function createPool(config: Config, maxConnections: number): pg.Pool {
   return new pg.Pool({ ...connectionOptions(config), max: maxConnections });
+}
+
+/** Pause before the second connection attempt at start; it doubles up to the maximum. */
+const FIRST_STARTUP_RETRY_MS = 500;
+const MAX_STARTUP_RETRY_MS = 5000;
+
+/**
+ * Runs `SELECT 1` until it succeeds. A failure that a retry can clear, such as a refused
+ * connection or a server still starting, is retried with growing pauses for up to
+ * `waitSeconds`, so that the tool can start before its database. Any other failure, such as
+ * a wrong password, and the last one after the wait, are thrown.
+ */
+export async function waitForPostgres(
+  pool: pg.Pool,
+  options: { waitSeconds: number; logger: Logger; target: string },
+): Promise<void> {
+  const deadline = performance.now() + options.waitSeconds * 1000;
+
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await pool.query('SELECT 1');
+
+      if (attempt > 1) {
+        options.logger.info({ target: options.target, attempt }, 'PostgreSQL accepts connections');
+      }
+
+      return;
+    } catch (error) {
+      const retryInMs = Math.min(MAX_STARTUP_RETRY_MS, FIRST_STARTUP_RETRY_MS * 2 ** (attempt - 1));
+
+      if (classifyFailure(error) !== 'transient' || performance.now() + retryInMs > deadline) {
+        throw error;
+      }
+
+      options.logger.warn(
+        { err: error, target: options.target, attempt, retryInMs },
+        'PostgreSQL does not accept connections yet; retrying',
+      );
+      await sleep(retryInMs);
+    }
+  }
 }
 
 /** Creates the events and trusted schemas, their tables and functions, where missing. */

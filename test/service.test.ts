@@ -14,7 +14,7 @@ import { cliEnvironment, spawnCli, type CliProcess } from './helpers/cli.ts';
 import { assertDeliveredOnce, readDeliveryOutcome } from './helpers/delivery.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { complaint, encodeBody } from './helpers/records.ts';
-import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 
 const TEST_TIMEOUT_MS = 60_000;
 
@@ -69,7 +69,7 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
    * the emulator keeps a long poll waiting after its client aborted it and hands it messages
    * that no process then handles, which would hide what the tool itself receives.
    */
-  function startIngestCli(settings: Record<string, string> = {}): CliProcess {
+  function startIngestCli(settings: NodeJS.ProcessEnv = {}): CliProcess {
     cli = spawnCli(['run', '--pipelines', 'ingest'], {
       ...cliEnvironment(aws.config),
       SQS_WAIT_TIME_SECONDS: '0',
@@ -104,6 +104,35 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
     }
 
     throw new Error(`${count} messages were not received within 10 seconds`);
+  }
+
+  /** Starts a TCP proxy to the database and a configuration that connects through it. */
+  async function startDatabaseProxy(): Promise<{ proxy: TcpProxy; proxiedConfig: Config }> {
+    const proxy = await startTcpProxy({
+      targetHost: database.config.postgres.host,
+      targetPort: database.config.postgres.port,
+    });
+    const proxiedConfig: Config = {
+      ...aws.config,
+      postgres: { ...aws.config.postgres, host: '127.0.0.1', port: proxy.port },
+    };
+
+    return { proxy, proxiedConfig };
+  }
+
+  /** Waits until every message is deleted, for at most 10 seconds. */
+  async function waitForEmptyQueue(): Promise<void> {
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const depth = await readQueueDepth(aws.sqs, aws.config.sqs.queueUrl);
+
+      if (depth.visible === 0 && depth.inFlight === 0) {
+        return;
+      }
+
+      await sleep(100);
+    }
+
+    throw new Error('the queue was not empty within 10 seconds');
   }
 
   function sendComplaints(first: number, count: number): Promise<string[]> {
@@ -236,14 +265,7 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
 
   test('SIGTERM during a database outage exits within the grace period', async () => {
     const graceSeconds = 2;
-    const proxy = await startTcpProxy({
-      targetHost: database.config.postgres.host,
-      targetPort: database.config.postgres.port,
-    });
-    const proxiedConfig: Config = {
-      ...aws.config,
-      postgres: { ...aws.config.postgres, host: '127.0.0.1', port: proxy.port },
-    };
+    const { proxy, proxiedConfig } = await startDatabaseProxy();
 
     try {
       const service = startIngestCli({
@@ -274,6 +296,31 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
       proxy.restore();
       await drainInProcess();
 
+      assertDeliveredOnce(
+        await readDeliveryOutcome(database.pool, aws.sqs, aws.config.sqs.queueUrl),
+        sentIds,
+      );
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('waits for a database that starts late', async () => {
+    const { proxy, proxiedConfig } = await startDatabaseProxy();
+
+    try {
+      proxy.refuse();
+
+      const sentIds = await sendComplaints(0, 5);
+      const service = startIngestCli(cliEnvironment(proxiedConfig));
+
+      await service.waitForLog('PostgreSQL does not accept connections yet; retrying', 20_000);
+      proxy.restore();
+      await service.waitForLog('receiving started', START_TIMEOUT_MS);
+      await waitForEmptyQueue();
+      service.child.kill('SIGTERM');
+
+      assert.equal((await service.exited).code, 0);
       assertDeliveredOnce(
         await readDeliveryOutcome(database.pool, aws.sqs, aws.config.sqs.queueUrl),
         sentIds,

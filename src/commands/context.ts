@@ -4,7 +4,8 @@ import type pg from 'pg';
 import { createS3Client, createSqsClient } from '../aws.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { createPool, describeTarget, migrate } from '../postgres.ts';
+import { createPool, describeTarget, migrate, waitForPostgres } from '../postgres.ts';
+import { classifyFailure } from '../sinks/postgres-errors.ts';
 
 /** Connections every command keeps besides the COPY writers: one for migrations and exports. */
 const BASE_CONNECTIONS = 2;
@@ -19,19 +20,29 @@ export type CommandContext = {
   close(): Promise<void>;
 };
 
-/** Creates the clients, checks that PostgreSQL accepts connections and ensures the tables exist. */
+/**
+ * Creates the clients, waits up to POSTGRES_STARTUP_WAIT_SECONDS for PostgreSQL to accept
+ * connections and ensures the tables exist.
+ */
 export async function openContext(config: Config, logger: Logger): Promise<CommandContext> {
   const pool = createPool(config, BASE_CONNECTIONS + config.ingest.copyConnections);
 
   // A pool emits errors of idle connections (a restarted server); the next query reconnects.
   pool.on('error', (error) => logger.warn({ err: error }, 'idle PostgreSQL connection lost'));
 
+  const target = describeTarget(config);
+  const waitSeconds = config.postgres.startupWaitSeconds;
+
   try {
-    await pool.query('SELECT 1');
+    await waitForPostgres(pool, { waitSeconds, logger, target });
   } catch (error) {
     await pool.end();
     throw new Error(
-      `connecting to PostgreSQL at ${describeTarget(config)} failed: ${(error as Error).message}; ` +
+      `connecting to PostgreSQL at ${target} failed` +
+        (waitSeconds > 0 && classifyFailure(error) === 'transient'
+          ? ` after retrying for ${waitSeconds} s`
+          : '') +
+        `: ${(error as Error).message}; ` +
         (config.postgres.url === ''
           ? 'check POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and DB_NAME'
           : 'check DATABASE_URL'),
