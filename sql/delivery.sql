@@ -130,59 +130,70 @@ chosen_profiles AS (
     perspectiva_positiva_da_empresa NULLS LAST,
     profile_segmento COLLATE "C" NULLS LAST,
     profile_nome COLLATE "C" NULLS LAST
-)
+),
 
 -- 5. Join: one row per aggregate and profile whose cnpj is equal and not null, or whose
 --    institution name equals the profile's nome. An aggregate without a profile is left out.
+--    The two conditions are two joins, so that each can be a hash join instead of one nested
+--    loop over every pair; the second leaves out the pairs that the first joined by cnpj.
+joined AS (
+  SELECT aggregated, profile
+  FROM aggregated
+  JOIN chosen_profiles AS profile ON aggregated.cnpj = profile.profile_cnpj
+  UNION ALL
+  SELECT aggregated, profile
+  FROM aggregated
+  JOIN chosen_profiles AS profile
+    ON aggregated.instituicao_financeira = profile.profile_nome
+    AND NOT coalesce(aggregated.cnpj = profile.profile_cnpj, false)
+)
+
 SELECT
-  aggregated.ano,
-  aggregated.trimestre,
-  aggregated.categoria,
-  aggregated.tipo,
-  aggregated.cnpj,
-  aggregated.instituicao_financeira,
-  aggregated.indice,
-  aggregated.qtd_reclamacoes_reguladas_procedentes,
-  aggregated.qtd_reclamacoes_reguladas_outras,
-  aggregated.qtd_reclamacoes_nao_reguladas,
-  aggregated.qtd_total_clientes_ccs_e_scr,
-  aggregated.qtd_clientes_ccs,
-  aggregated.qtd_clientes_scr,
-  aggregated.qtd_total_reclamacoes,
-  profile.employer_name,
-  profile.reviews_count,
-  profile.culture_count,
-  profile.salaries_count,
-  profile.benefits_count,
-  profile.employerwebsite,
-  profile.employerheadquarters,
-  profile.employerfounded,
-  profile.employerindustry,
-  profile.employerrevenue,
-  profile.url,
-  profile.geral,
-  profile.cultura_e_valores,
-  profile.diversidade_e_inclusao,
-  profile.qualidade_de_vida,
-  profile.alta_lideranca,
-  profile.remuneracao_e_beneficios,
-  profile.oportunidades_de_carreira,
-  profile.recomendam_para_outras_pessoas,
-  profile.perspectiva_positiva_da_empresa,
-  profile.profile_segmento AS segmento,
-  profile.profile_nome AS nome
-FROM aggregated
-JOIN chosen_profiles AS profile
-  ON aggregated.cnpj = profile.profile_cnpj
-  OR aggregated.instituicao_financeira = profile.profile_nome
+  (aggregated).ano,
+  (aggregated).trimestre,
+  (aggregated).categoria,
+  (aggregated).tipo,
+  (aggregated).cnpj,
+  (aggregated).instituicao_financeira,
+  (aggregated).indice,
+  (aggregated).qtd_reclamacoes_reguladas_procedentes,
+  (aggregated).qtd_reclamacoes_reguladas_outras,
+  (aggregated).qtd_reclamacoes_nao_reguladas,
+  (aggregated).qtd_total_clientes_ccs_e_scr,
+  (aggregated).qtd_clientes_ccs,
+  (aggregated).qtd_clientes_scr,
+  (aggregated).qtd_total_reclamacoes,
+  (profile).employer_name,
+  (profile).reviews_count,
+  (profile).culture_count,
+  (profile).salaries_count,
+  (profile).benefits_count,
+  (profile).employerwebsite,
+  (profile).employerheadquarters,
+  (profile).employerfounded,
+  (profile).employerindustry,
+  (profile).employerrevenue,
+  (profile).url,
+  (profile).geral,
+  (profile).cultura_e_valores,
+  (profile).diversidade_e_inclusao,
+  (profile).qualidade_de_vida,
+  (profile).alta_lideranca,
+  (profile).remuneracao_e_beneficios,
+  (profile).oportunidades_de_carreira,
+  (profile).recomendam_para_outras_pessoas,
+  (profile).perspectiva_positiva_da_empresa,
+  (profile).profile_segmento AS segmento,
+  (profile).profile_nome AS nome
+FROM joined
 -- 6. Order, nulls last. Two profiles of one employer can join the same aggregate, so their
 --    profile cnpj, which is not a report column, breaks that tie and makes the order total.
 ORDER BY
-  aggregated.instituicao_financeira COLLATE "C" NULLS LAST,
-  aggregated.ano NULLS LAST,
-  aggregated.trimestre COLLATE "C" NULLS LAST,
-  aggregated.categoria COLLATE "C" NULLS LAST,
-  aggregated.tipo COLLATE "C" NULLS LAST,
-  profile.employer_name COLLATE "C" NULLS LAST,
-  aggregated.cnpj COLLATE "C" NULLS LAST,
-  profile.profile_cnpj COLLATE "C" NULLS LAST;
+  (aggregated).instituicao_financeira COLLATE "C" NULLS LAST,
+  (aggregated).ano NULLS LAST,
+  (aggregated).trimestre COLLATE "C" NULLS LAST,
+  (aggregated).categoria COLLATE "C" NULLS LAST,
+  (aggregated).tipo COLLATE "C" NULLS LAST,
+  (profile).employer_name COLLATE "C" NULLS LAST,
+  (aggregated).cnpj COLLATE "C" NULLS LAST,
+  (profile).profile_cnpj COLLATE "C" NULLS LAST;
