@@ -28,6 +28,7 @@ import { createS3Client } from '../src/aws.ts';
 import { fillDeliveryData, type DeliveryData } from './helpers/delivery-data.ts';
 import {
   describeMachine,
+  describeNodeOptions,
   startBenchEnvironment,
   type BenchEnvironment,
 } from './helpers/environment.ts';
@@ -230,6 +231,7 @@ export async function main(args: string[]): Promise<void> {
     process.stdout.write(
       [
         describeMachine(),
+        describeNodeOptions(environment),
         `settings: EXPORT_CURSOR_BATCH_ROWS=${config.export.cursorBatchRows} ` +
           `PARQUET_ROW_GROUP_ROWS=${config.export.rowGroupRows} ` +
           `DUCKDB_MEMORY_LIMIT=${config.export.duckdbMemoryLimit} ` +

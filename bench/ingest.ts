@@ -40,6 +40,7 @@ import { startTcpProxy } from '../test/helpers/tcp-proxy.ts';
 import { loadComplaintRecords, type ComplaintRecords } from './helpers/complaint-messages.ts';
 import {
   describeMachine,
+  describeNodeOptions,
   startBenchEnvironment,
   type BenchEnvironment,
 } from './helpers/environment.ts';
@@ -249,6 +250,7 @@ function formatHeader(
 
   return [
     describeMachine(),
+    describeNodeOptions(environment),
     `input: ${formatCount(input.records.length)} complaint rows from ${input.folder}, cycled`,
     `added SQS latency: ${options.sqsLatencyMs} ms before each forwarded chunk, both ways`,
     `settings: SQS_RECEIVE_CONCURRENCY=${config.sqs.receiveConcurrency} ` +

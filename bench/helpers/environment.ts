@@ -8,6 +8,9 @@ import { killChildProcesses, startEmulatorProcess, type EmulatorProcess } from '
 /** Credentials the emulator accepts; it checks none, but the SDK wants some. */
 const EMULATOR_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
 
+/** Node.js options of the measured processes, and where they come from. */
+export type NodeOptions = { value: string; source: string };
+
 /** A database and an emulator for one benchmark invocation. */
 export type BenchEnvironment = {
   database: TestDatabase;
@@ -16,7 +19,12 @@ export type BenchEnvironment = {
   config: Config;
   /** Process id of the PostgreSQL server, when it runs on this machine. */
   postgresPid: number | undefined;
-  /** Environment for a worker: the database, the given AWS endpoint and any extra settings. */
+  /** NODE_OPTIONS of every worker unless a variant sets its own. */
+  nodeOptions: NodeOptions;
+  /**
+   * Environment for a worker: the database, the given AWS endpoint, NODE_OPTIONS and any extra
+   * settings.
+   */
   workerEnv(endpointUrl: string, extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
   stop(): Promise<void>;
 };
@@ -58,6 +66,7 @@ async function startEmulatorFor(
     },
   };
 
+  const nodeOptions = chooseNodeOptions();
   let stopping: Promise<void> | undefined;
   const stopOnSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`bench: ${signal}: stopping the workers, the emulator and PostgreSQL\n`);
@@ -69,7 +78,9 @@ async function startEmulatorFor(
     emulator,
     config,
     postgresPid: await findPostmasterPid(database),
+    nodeOptions,
     workerEnv: (endpointUrl, extra = {}) => ({
+      NODE_OPTIONS: nodeOptions.value,
       ...postgresEnv(config),
       ...EMULATOR_CREDENTIALS,
       AWS_ENDPOINT_URL: endpointUrl,
@@ -119,6 +130,33 @@ async function startServerUnlessConfigured(): Promise<EmbeddedServer | undefined
   });
 
   return server;
+}
+
+/** Line of the Dockerfile that sets the image's NODE_OPTIONS. */
+const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS=(.*)$/m;
+
+/**
+ * Returns NODE_OPTIONS from this process's environment when set, else the Docker image's, so
+ * that the runs measure the tool as it is shipped.
+ */
+function chooseNodeOptions(): NodeOptions {
+  if (process.env.NODE_OPTIONS !== undefined) {
+    return { value: process.env.NODE_OPTIONS, source: 'the environment' };
+  }
+
+  const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+  const value = IMAGE_NODE_OPTIONS.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1');
+
+  return value === undefined
+    ? { value: '', source: 'none: the Dockerfile sets no NODE_OPTIONS' }
+    : { value, source: 'the Docker image' };
+}
+
+/** Describes the Node.js options of the measured processes, for a benchmark's header. */
+export function describeNodeOptions(environment: BenchEnvironment): string {
+  const { value, source } = environment.nodeOptions;
+
+  return `node options: ${value === '' ? '(none)' : value} (${source})`;
 }
 
 function postgresEnv(config: Config): NodeJS.ProcessEnv {
