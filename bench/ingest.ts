@@ -255,6 +255,7 @@ function formatHeader(
     `added SQS latency: ${options.sqsLatencyMs} ms before each forwarded chunk, both ways`,
     `settings: SQS_RECEIVE_CONCURRENCY=${config.sqs.receiveConcurrency} ` +
       `COPY_BATCH_SIZE=${config.ingest.batchSize} ` +
+      `COPY_BATCH_MAX_BYTES=${config.ingest.batchMaxBytes} ` +
       `COPY_BATCH_MAX_AGE_MS=${config.ingest.batchMaxAgeMs} ` +
       `COPY_CONNECTIONS=${config.ingest.copyConnections}`,
     '',
