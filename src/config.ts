@@ -189,8 +189,8 @@ const schema = {
     },
     startupWaitSeconds: {
       doc:
-        'Seconds a command waits at start for PostgreSQL to accept connections, retrying ' +
-        'refused or dropped connections; 0 tries once.',
+        'Seconds a command waits at start for PostgreSQL to accept connections. It retries ' +
+        'refused connections, a server still starting and a host name not yet known. 0 tries once.',
       format: 'nat',
       default: 60,
       env: 'POSTGRES_STARTUP_WAIT_SECONDS',

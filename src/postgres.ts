@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { Config } from './config.ts';
 import { packagePath } from './config.ts';
 import type { Logger } from './logger.ts';
-import { classifyFailure } from './sinks/postgres-errors.ts';
+import { TRANSIENT_NODE_CODES } from './sinks/postgres-errors.ts';
 
 /** DDL files applied in this order by migrate; every statement in them is idempotent. */
 const MIGRATION_FILES = ['sql/migrate.sql', 'sql/functions.sql'];
@@ -47,43 +47,101 @@ export function createPool(config: Config, maxConnections: number): pg.Pool {
   return new pg.Pool({ ...connectionOptions(config), max: maxConnections });
 }
 
-/** Pause before the second connection attempt at start; it doubles up to the maximum. */
+/** Pause before the second connection attempt at start. It doubles up to the maximum. */
 const FIRST_STARTUP_RETRY_MS = 500;
 const MAX_STARTUP_RETRY_MS = 5000;
 
 /**
- * Runs `SELECT 1` until it succeeds. A failure that a retry can clear, such as a refused
- * connection or a server still starting, is retried with growing pauses for up to
- * `waitSeconds`, so that the tool can start before its database. Any other failure, such as
- * a wrong password, and the last one after the wait, are thrown.
+ * Socket errors of a server that is not up yet: those of a cut connection, and a host name that
+ * does not resolve yet, as in a container network whose database starts later.
+ */
+const STARTUP_RETRY_NODE_CODES = new Set([...TRANSIENT_NODE_CODES, 'ENOTFOUND']);
+
+/**
+ * SQLSTATE codes of a server that cannot take the connection yet: 57P03 while it starts or
+ * recovers, 53300 when its connection slots are full.
+ */
+const STARTUP_RETRY_SQLSTATES = new Set(['57P03', '53300']);
+
+/**
+ * Tells whether a failed first connection may succeed later. Wrong credentials, a missing
+ * database or a TLS mismatch never do, so they fail at once.
+ */
+export function isStartupRetryable(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+
+  if (typeof code === 'string') {
+    return (
+      STARTUP_RETRY_NODE_CODES.has(code) ||
+      STARTUP_RETRY_SQLSTATES.has(code) ||
+      code.startsWith('08')
+    );
+  }
+
+  // node-postgres reports a connection closed or timed out during the handshake as a plain
+  // Error: "Connection terminated unexpectedly", "... due to connection timeout".
+  return error instanceof Error && error.message.startsWith('Connection terminated');
+}
+
+/** PostgreSQL did not accept a connection within the start-up wait. */
+export class PostgresUnavailableError extends Error {
+  override name = 'PostgresUnavailableError';
+
+  constructor(
+    readonly attempts: number,
+    readonly elapsedMs: number,
+    cause: unknown,
+  ) {
+    super(
+      `${(cause as Error).message} (${attempts === 1 ? '1 attempt' : `${attempts} attempts`} ` +
+        `in ${(elapsedMs / 1000).toFixed(1)} s)`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Runs `SELECT 1` until it succeeds, so that the tool can start before its database. A
+ * failure that isStartupRetryable accepts is retried with growing pauses until `waitSeconds`
+ * have passed. Then, or at once for any other failure, it throws a PostgresUnavailableError
+ * with the last failure as its cause. Aborting `signal` stops the wait with an AbortError
+ * after the attempt under way, which the connect timeout bounds.
  */
 export async function waitForPostgres(
   pool: pg.Pool,
-  options: { waitSeconds: number; logger: Logger; target: string },
+  options: { waitSeconds: number; logger: Logger; target: string; signal?: AbortSignal },
 ): Promise<void> {
-  const deadline = performance.now() + options.waitSeconds * 1000;
+  const { logger, target, signal } = options;
+  const startedAt = performance.now();
+  const deadline = startedAt + options.waitSeconds * 1000;
 
   for (let attempt = 1; ; attempt += 1) {
+    signal?.throwIfAborted();
+
     try {
       await pool.query('SELECT 1');
 
       if (attempt > 1) {
-        options.logger.info({ target: options.target, attempt }, 'PostgreSQL accepts connections');
+        logger.info({ target, attempt }, 'PostgreSQL accepts connections');
       }
 
       return;
     } catch (error) {
-      const retryInMs = Math.min(MAX_STARTUP_RETRY_MS, FIRST_STARTUP_RETRY_MS * 2 ** (attempt - 1));
+      const remainingMs = deadline - performance.now();
 
-      if (classifyFailure(error) !== 'transient' || performance.now() + retryInMs > deadline) {
-        throw error;
+      if (!isStartupRetryable(error) || remainingMs <= 0) {
+        throw new PostgresUnavailableError(attempt, performance.now() - startedAt, error);
       }
 
-      options.logger.warn(
-        { err: error, target: options.target, attempt, retryInMs },
+      const retryInMs = Math.round(
+        Math.min(remainingMs, MAX_STARTUP_RETRY_MS, FIRST_STARTUP_RETRY_MS * 2 ** (attempt - 1)),
+      );
+
+      logger.warn(
+        { err: error, target, attempt, retryInMs },
         'PostgreSQL does not accept connections yet; retrying',
       );
-      await sleep(retryInMs);
+      await sleep(retryInMs, undefined, { signal });
     }
   }
 }

@@ -330,6 +330,26 @@ describe('run command', { timeout: TEST_TIMEOUT_MS }, () => {
     }
   });
 
+  test('SIGTERM during the wait for the database exits 0', async () => {
+    const { proxy, proxiedConfig } = await startDatabaseProxy();
+
+    try {
+      proxy.refuse();
+
+      const service = startIngestCli(cliEnvironment(proxiedConfig));
+
+      await service.waitForLog('PostgreSQL does not accept connections yet; retrying', 20_000);
+      service.child.kill('SIGTERM');
+
+      const exit = await service.exited;
+
+      assert.equal(exit.code, 0);
+      assert.ok(service.logs.some((line) => line.msg === 'stopped before PostgreSQL accepted connections'));
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('second signal exits at once', async () => {
     const service = startIngestCli({
       SHUTDOWN_GRACE_SECONDS: '30',

@@ -5,7 +5,6 @@ import { createS3Client, createSqsClient } from '../aws.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { createPool, describeTarget, migrate, waitForPostgres } from '../postgres.ts';
-import { classifyFailure } from '../sinks/postgres-errors.ts';
 
 /** Connections every command keeps besides the COPY writers: one for migrations and exports. */
 const BASE_CONNECTIONS = 2;
@@ -22,9 +21,14 @@ export type CommandContext = {
 
 /**
  * Creates the clients, waits up to POSTGRES_STARTUP_WAIT_SECONDS for PostgreSQL to accept
- * connections and ensures the tables exist.
+ * connections and ensures the tables exist. Aborting `signal` ends the wait with its
+ * AbortError.
  */
-export async function openContext(config: Config, logger: Logger): Promise<CommandContext> {
+export async function openContext(
+  config: Config,
+  logger: Logger,
+  signal?: AbortSignal,
+): Promise<CommandContext> {
   const pool = createPool(config, BASE_CONNECTIONS + config.ingest.copyConnections);
 
   // A pool emits errors of idle connections (a restarted server); the next query reconnects.
@@ -34,15 +38,16 @@ export async function openContext(config: Config, logger: Logger): Promise<Comma
   const waitSeconds = config.postgres.startupWaitSeconds;
 
   try {
-    await waitForPostgres(pool, { waitSeconds, logger, target });
+    await waitForPostgres(pool, { waitSeconds, logger, target, signal });
   } catch (error) {
     await pool.end();
+
+    if (signal?.aborted) {
+      throw error;
+    }
+
     throw new Error(
-      `connecting to PostgreSQL at ${target} failed` +
-        (waitSeconds > 0 && classifyFailure(error) === 'transient'
-          ? ` after retrying for ${waitSeconds} s`
-          : '') +
-        `: ${(error as Error).message}; ` +
+      `connecting to PostgreSQL at ${target} failed: ${(error as Error).message}; ` +
         (config.postgres.url === ''
           ? 'check POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and DB_NAME'
           : 'check DATABASE_URL'),

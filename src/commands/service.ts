@@ -20,12 +20,29 @@ const BUCKET_EXAMPLE = 'my-delivery-bucket';
 /** Exit status after a second SIGINT or SIGTERM cut a shutdown short. */
 const FORCED_EXIT_CODE = 130;
 
+/**
+ * Opens the clients, runs `work` and closes them. A `signal` aborted while start-up waits for
+ * PostgreSQL ends the command with status 0, as a shutdown.
+ */
 async function withContext(
   config: Config,
   logger: Logger,
   work: (context: CommandContext) => Promise<number>,
+  signal?: AbortSignal,
 ): Promise<number> {
-  const context = await openContext(config, logger);
+  let context: CommandContext;
+
+  try {
+    context = await openContext(config, logger, signal);
+  } catch (error) {
+    if (signal?.aborted && (error as Error).name === 'AbortError') {
+      logger.info({}, 'stopped before PostgreSQL accepted connections');
+
+      return 0;
+    }
+
+    throw error;
+  }
 
   try {
     return await work(context);
@@ -186,7 +203,7 @@ export async function runService(
       logger.info({}, 'service stopped');
 
       return 0;
-    });
+    }, shutdown.signal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

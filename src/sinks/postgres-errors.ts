@@ -18,7 +18,8 @@ const TRANSIENT_ERROR_CLASSES = new Set(['08', '40', '53', '57', '58']);
 /** SQLSTATE codes outside those classes that a retry can clear: 55P03, raised by lock_timeout. */
 const TRANSIENT_ERROR_CODES = new Set(['55P03']);
 
-const TRANSIENT_NODE_CODES = new Set([
+/** Socket error codes of a connection that failed or was cut, which a retry can clear. */
+export const TRANSIENT_NODE_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'EPIPE',
