@@ -300,6 +300,15 @@ describe('loadReference with small files', () => {
     );
   });
 
+  test('rejects a load without employer files', async () => {
+    const bancosPath = await writeTestFile('bancos-alone.tsv', BANCOS);
+
+    await assert.rejects(
+      loadReference(database.pool, { bancosPath, empregadosPaths: [] }, logger),
+      /no employer file given/,
+    );
+  });
+
   test('rejects a bank file without data rows', async () => {
     await assert.rejects(
       loadFiles('Segmento\tCNPJ\tNome\n', 'employer_name\nA\n'),

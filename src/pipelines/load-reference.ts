@@ -39,6 +39,13 @@ export async function loadReference(
   options: LoadReferenceOptions,
   logger: Logger,
 ): Promise<ReferenceCounts> {
+  if (options.empregadosPaths.length === 0) {
+    throw new LoadReferenceError(
+      'no employer file given; a load replaces the whole trusted.empregados table, so pass at ' +
+        'least one',
+    );
+  }
+
   const startedAt = performance.now();
   const load = await ReferenceLoad.begin(pool, logger);
   const files: Array<[ReferenceTable, string]> = [
@@ -49,6 +56,7 @@ export async function loadReference(
   try {
     for (const [reference, path] of files) {
       await copyFile(load, reference, path);
+      load.rejectEmptyFile();
     }
   } catch (error) {
     await load.rollBack();

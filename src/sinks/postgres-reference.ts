@@ -9,7 +9,7 @@ type CopiedFile = { reference: ReferenceTable; path: string; stream: CopyStreamQ
 
 /**
  * Sink of a reference load: one transaction on one connection. Each file streams into a
- * temporary staging table as raw text through {@link ReferenceLoad.createFileSink}; commit then
+ * temporary staging table as raw text through {@link ReferenceLoad.createFileSink}. Commit then
  * checks the staged values and replaces the tables with them, converted, so that on any error,
  * invalid value or empty file every table keeps its previous rows. Concurrent loads wait for
  * each other, and readers see the old rows until the load commits.
@@ -18,6 +18,8 @@ export class ReferenceLoad {
   private readonly stagedTables = new Set<ReferenceTable>();
 
   private readonly files: CopiedFile[] = [];
+
+  private isReleased = false;
 
   private constructor(
     private readonly client: pg.PoolClient,
@@ -66,14 +68,29 @@ export class ReferenceLoad {
   }
 
   /**
-   * Checks that every file had rows and every value converts, replaces the rows of both tables
-   * and commits. Rolls back and throws a LoadReferenceError on the first problem. Returns the
-   * count of rows stored in each table.
+   * Throws a LoadReferenceError when the file last copied had no data rows: a load replaces the
+   * whole table, so an empty file is far more likely a mistake than an intent.
+   */
+  rejectEmptyFile(): void {
+    const file = this.files.at(-1);
+
+    if (file !== undefined && file.stream.rowCount === 0) {
+      throw new LoadReferenceError(
+        `${file.path} has no data rows; a load replaces the whole ${file.reference.table} ` +
+          'table, so check the path or restore the file',
+        file.path,
+      );
+    }
+  }
+
+  /**
+   * Checks that every value converts, replaces the rows of every table that files were copied
+   * for and commits, then returns the connection to the pool. On a failure it rolls back and
+   * throws: a LoadReferenceError for an invalid value, the database's error otherwise. Returns
+   * the count of rows stored in each table.
    */
   async commit(): Promise<Map<ReferenceTable, number>> {
     try {
-      this.rejectEmptyFiles();
-
       for (const reference of this.stagedTables) {
         await this.rejectInvalidValues(reference);
       }
@@ -91,7 +108,7 @@ export class ReferenceLoad {
       }
 
       await this.client.query('COMMIT');
-      this.client.release();
+      this.release();
 
       return counts;
     } catch (error) {
@@ -103,16 +120,26 @@ export class ReferenceLoad {
 
   /**
    * Rolls back the transaction and returns the connection to the pool. A connection whose
-   * rollback fails is closed instead, which makes the server roll back too.
+   * rollback fails is closed instead, which makes the server roll back too. Does nothing once
+   * the connection is back in the pool.
    */
   async rollBack(): Promise<void> {
+    if (this.isReleased) {
+      return;
+    }
+
     try {
       await this.client.query('ROLLBACK');
-      this.client.release();
+      this.release();
     } catch (error) {
       this.log.warn({ err: error }, 'rollback failed; closing the connection');
-      this.client.release(error as Error);
+      this.release(error as Error);
     }
+  }
+
+  private release(error?: Error): void {
+    this.isReleased = true;
+    this.client.release(error);
   }
 
   /** Creates a temporary table of text columns, plus the file and line of each row. */
@@ -123,18 +150,6 @@ export class ReferenceLoad {
       `CREATE TEMPORARY TABLE ${reference.stagingTable} ` +
         `(source_path text NOT NULL, line_number integer NOT NULL, ${columns}) ON COMMIT DROP`,
     );
-  }
-
-  private rejectEmptyFiles(): void {
-    const empty = this.files.find((file) => file.stream.rowCount === 0);
-
-    if (empty !== undefined) {
-      throw new LoadReferenceError(
-        `${empty.path} has no data rows; a load replaces the whole ${empty.reference.table} ` +
-          'table, so check the path or restore the file',
-        empty.path,
-      );
-    }
   }
 
   /**
