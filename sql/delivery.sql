@@ -135,7 +135,7 @@ chosen_profiles AS (
 -- 5. Join: one row per aggregate and profile whose cnpj is equal and not null, or whose
 --    institution name equals the profile's nome. An aggregate without a profile is left out.
 --    The two conditions are two joins, so that each can be a hash join instead of one nested
---    loop over every pair; the second leaves out the pairs that the first joined by cnpj.
+--    loop over every pair. The second leaves out the pairs that the first joined by cnpj.
 joined AS (
   SELECT aggregated, profile
   FROM aggregated

@@ -296,8 +296,8 @@ const schema = {
     },
     batchMaxBytes: {
       doc:
-        'Message body bytes written by one COPY transaction at most; a batch closes at ' +
-        'COPY_BATCH_SIZE messages or at this many bytes, whichever comes first.',
+        'Size of the message bodies of one COPY batch at most, in bytes of the base64 text as ' +
+        'received. A batch closes at COPY_BATCH_SIZE messages or at this size, whichever comes first.',
       format: 'positive-int',
       default: 4 * 1024 * 1024,
       env: 'COPY_BATCH_MAX_BYTES',

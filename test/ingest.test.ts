@@ -7,6 +7,7 @@ import { loadRecordType, type RecordType } from '../src/avro.ts';
 import { createLogger } from '../src/logger.ts';
 import { runIngest } from '../src/pipelines/ingest.ts';
 import { countQueueMessages, sendBodies, startTestAws, type TestAws } from './helpers/aws.ts';
+import { captureLogs } from './helpers/logs.ts';
 import { complaint, encodeBody } from './helpers/records.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 
@@ -73,6 +74,33 @@ describe('ingest pipeline', () => {
     assert.equal(counts.deletedCount, 250);
     assert.equal(await countRows('events.reclamacoes_sqs_events'), 250);
     assert.equal(await countQueueMessages(aws.sqs, aws.config.sqs.queueUrl), 0);
+    await aws.stop();
+  });
+
+  test('closes batches at COPY_BATCH_MAX_BYTES', async () => {
+    aws = await startTestAws(database.config);
+    await database.pool.query('TRUNCATE events.reclamacoes_sqs_events, events.dead_letters');
+
+    const bodies = Array.from({ length: 6 }, (_, index) => encodeBody(recordType, complaint(index)));
+    const largest = Math.max(...bodies.map((body) => body.length));
+    const logs = captureLogs();
+
+    await sendBodies(aws.sqs, aws.config.sqs.queueUrl, bodies);
+
+    const counts = await runIngest({
+      config: { ...aws.config, ingest: { ...aws.config.ingest, batchMaxBytes: 2 * largest } },
+      logger: logs.logger,
+      sqs: aws.sqs,
+      pool: database.pool,
+      recordType,
+      queueUrl: aws.config.sqs.queueUrl,
+      stopWhenEmpty: true,
+    });
+    const batchSizes = logs.withMessage('batch committed').map((line) => line.messageCount);
+
+    assert.equal(counts.storedCount, 6);
+    assert.ok(batchSizes.length >= 3, `batches of ${batchSizes.join(', ')} messages`);
+    assert.ok(batchSizes.every((size) => Number(size) <= 2), `batches of ${batchSizes.join(', ')}`);
     await aws.stop();
   });
 

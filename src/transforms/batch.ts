@@ -32,7 +32,7 @@ export function createBatchTransform<T>(options: BatchOptions<T>): Transform {
 
   const stage = new Transform({
     objectMode: true,
-    // Room for two batches: one being filled, one waiting for the writer.
+    // Two complete batches wait for the writer. The batch being filled is `pending`.
     readableHighWaterMark: 2,
     writableHighWaterMark: WRITABLE_HIGH_WATER_MARK,
     transform(item: T, _encoding, callback: TransformCallback) {
