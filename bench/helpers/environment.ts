@@ -93,9 +93,13 @@ async function startEmulatorFor(
       stopping ??= (async () => {
         process.off('SIGINT', stopOnSignal);
         process.off('SIGTERM', stopOnSignal);
-        await emulator.stop();
-        await database.drop();
-        await server?.stop();
+        try {
+          await emulator.stop();
+          await database.drop();
+        } finally {
+          // Removes the embedded server's folder even when the drop failed.
+          await server?.stop();
+        }
       })();
 
       return stopping;

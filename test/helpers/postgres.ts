@@ -51,6 +51,8 @@ export async function createTestDatabase(overrides: NodeJS.ProcessEnv = {}): Pro
   const name = `sqs_pg_parquet_test_${randomBytes(6).toString('hex')}`;
   const admin = createPool(adminConfig, 1);
 
+  // A server that shuts down first, as on Ctrl-C in a terminal, ends the idle admin connection.
+  admin.on('error', () => {});
   await admin.query(`CREATE DATABASE ${name}`);
 
   const config = withDatabase(adminConfig, name);
