@@ -112,6 +112,10 @@ describe('PostgresCopySink', { timeout: TEST_TIMEOUT_MS }, () => {
     return rows.map((row) => row.message_id);
   }
 
+  async function countStored(): Promise<number> {
+    return (await storedIds('events.reclamacoes_sqs_events')).length;
+  }
+
   function sortedIds(items: DecodedMessage[]): string[] {
     return items.map((item) => item.message.messageId).sort();
   }
@@ -379,6 +383,39 @@ describe('PostgresCopySink', { timeout: TEST_TIMEOUT_MS }, () => {
       );
 
       assert.deepEqual(counts, { finish: 1, end: 1, close: 1, error: 0 });
+    });
+
+    test('stops taking batches while stored ones wait downstream', async () => {
+      const concurrency = 2;
+      const sink = createPostgresCopySink({ pool, concurrency, logger: silentLogger });
+      let readCount = 0;
+      const source = Readable.from(
+        (function* () {
+          for (let index = 0; index < 50; index += 1) {
+            readCount += 1;
+            yield [recordItem()];
+          }
+        })(),
+      );
+
+      // Nothing reads the stored batches, as when the delete stage is slower than COPY.
+      source.pipe(sink);
+
+      for (let poll = 0; poll < 50 && (await countStored()) < 2 * concurrency; poll += 1) {
+        await sleep(100);
+      }
+
+      await sleep(500);
+
+      const storedCount = await countStored();
+
+      source.destroy();
+      sink.destroy();
+
+      // Stored batches fill the readable buffer, two more are in flight or buffered on the way
+      // in, and the source reads ahead a little: far fewer than the 50 batches on offer.
+      assert.ok(storedCount <= 2 * concurrency, `${storedCount} batches stored`);
+      assert.ok(readCount < 25, `the source was read ${readCount} times`);
     });
 
     test('emits error once and stops when a batch fails for good', async () => {
