@@ -80,6 +80,33 @@ describe('createBatchTransform', () => {
     stage.destroy();
   });
 
+  test('holds aged batches while downstream is busy', async () => {
+    const stage = createBatchTransform<number>({ maxItems: 1000, maxAgeMs: 10 });
+    let readCount = 0;
+    const source = Readable.from(
+      (async function* () {
+        for (let item = 0; item < 1000; item += 1) {
+          readCount += 1;
+          yield item;
+          await sleep(5);
+        }
+      })(),
+    );
+
+    source.pipe(stage);
+    // Nothing reads the batches. Each partial batch ages before the next item arrives, and
+    // the source is still sending when the buffer is counted.
+    await sleep(600);
+
+    const bufferedBatches = stage.readableLength;
+
+    source.destroy();
+    stage.destroy();
+
+    assert.ok(readCount > 50 && readCount < 1000, `the source was read ${readCount} times`);
+    assert.ok(bufferedBatches <= 2, `${bufferedBatches} batches buffered`);
+  });
+
   test('stops taking items while downstream is busy', async () => {
     let readCount = 0;
     const source = Readable.from(

@@ -48,7 +48,7 @@ export function createBatchTransform<T>(options: BatchOptions<T>): Transform {
       if (pending.length >= options.maxItems || pendingBytes >= maxBytes) {
         emitPending();
       } else if (timer === undefined) {
-        timer = setTimeout(emitPending, options.maxAgeMs);
+        timer = setTimeout(emitAgedBatch, options.maxAgeMs);
       }
 
       callback();
@@ -62,6 +62,24 @@ export function createBatchTransform<T>(options: BatchOptions<T>): Transform {
       callback(error);
     },
   });
+
+  /**
+   * Emits the partial batch once its first item is old enough, unless the batches already
+   * emitted still wait for the writer. Pushing then would bypass backpressure: with a slow
+   * writer and a trickle of items, every tick would add a batch to the buffer. Instead the
+   * batch keeps filling, and the age is checked again later.
+   */
+  function emitAgedBatch(): void {
+    timer = undefined;
+
+    if (stage.readableLength >= stage.readableHighWaterMark) {
+      timer = setTimeout(emitAgedBatch, options.maxAgeMs);
+
+      return;
+    }
+
+    emitPending();
+  }
 
   function emitPending(): void {
     clearTimeout(timer);
