@@ -191,7 +191,7 @@ const schema = {
       doc:
         'Seconds a command waits at start for PostgreSQL to accept connections. It retries ' +
         'refused connections, a server still starting and a host name not yet known. 0 tries once.',
-      format: 'nat',
+      format: 'non-negative-int',
       default: 60,
       env: 'POSTGRES_STARTUP_WAIT_SECONDS',
     },
