@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -165,12 +166,33 @@ describe('produce against the emulator', { timeout: TEST_TIMEOUT_MS }, () => {
     const absent = join(samplesDir, 'absent.csv');
 
     await assert.rejects(produce([samplesDir, absent], { config, logger, sqs }), {
-      code: 'ENOENT',
+      message: `file not found: ${absent}; check the path`,
     });
     const messages = await receiveAll(sqs, config.sqs.queueUrl, 0);
 
     assert.equal(messages.length, 0);
     sqs.destroy();
+  });
+
+  test('failure names the files already sent', async () => {
+    const { config, sqs } = await createQueueConfig();
+    const folder = await mkdtemp(join(tmpdir(), 'produce-test-'));
+    const [firstSample] = await listCsvFiles(samplesDir);
+    const good = join(folder, 'a.csv');
+    const wrongHeader = join(folder, 'b.csv');
+
+    await copyFile(firstSample as string, good);
+    await writeFile(wrongHeader, 'Ano;Trimestre\n');
+
+    try {
+      await assert.rejects(
+        produce([folder], { config, logger, sqs }),
+        /no column for required field .*; already sent before the failure: .*a\.csv \(\d+ messages\)$/,
+      );
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+      sqs.destroy();
+    }
   });
 
   test('unset queue URL fails with a configuration error', async () => {

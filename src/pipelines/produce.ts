@@ -52,12 +52,16 @@ export async function produce(paths: string[], options: ProduceOptions): Promise
       logger: options.logger,
     });
 
-    await pipeline(
-      createComplaintCsvSource(file, { recordType, logger: options.logger }),
-      createAvroEncodeTransform({ recordType }),
-      sink,
-      { signal },
-    );
+    try {
+      await pipeline(
+        createComplaintCsvSource(file, { recordType, logger: options.logger }),
+        createAvroEncodeTransform({ recordType }),
+        sink,
+        { signal },
+      );
+    } catch (error) {
+      throw withSentFiles(error, results, file, sink.messageCount);
+    }
 
     logger.debug({ file, messageCount: sink.messageCount }, 'file sent');
     results.push({ file, messageCount: sink.messageCount });
@@ -70,12 +74,45 @@ export async function produce(paths: string[], options: ProduceOptions): Promise
   return results;
 }
 
+/**
+ * Adds to a failure's message what was already sent, so that a rerun can leave those files
+ * out: the queue has their messages, and sending them again would store them twice.
+ */
+function withSentFiles(
+  error: unknown,
+  sent: ProducedFile[],
+  failedFile: string,
+  failedCount: number,
+): unknown {
+  if (!(error instanceof Error) || (sent.length === 0 && failedCount === 0)) {
+    return error;
+  }
+
+  const parts = sent.map((result) => `${result.file} (${result.messageCount} messages)`);
+
+  if (failedCount > 0) {
+    parts.push(`${failedCount} messages of ${failedFile}`);
+  }
+
+  error.message += `; already sent before the failure: ${parts.join(', ')}`;
+
+  return error;
+}
+
 /** Expands each folder into its `*.csv` files, sorted by name. Other paths stay as given. */
 async function listCsvFiles(paths: string[]): Promise<string[]> {
   const files: string[] = [];
 
   for (const path of paths) {
-    if (!(await stat(path)).isDirectory()) {
+    const stats = await stat(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') {
+        throw new Error(`file not found: ${path}; check the path`, { cause: error });
+      }
+
+      throw error;
+    });
+
+    if (!stats.isDirectory()) {
       files.push(path);
 
       continue;
