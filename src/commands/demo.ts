@@ -13,6 +13,7 @@ import { runExport } from '../pipelines/export.ts';
 import { runIngest } from '../pipelines/ingest.ts';
 import { loadReference } from '../pipelines/load-reference.ts';
 import { produce } from '../pipelines/produce.ts';
+import { describeTarget } from '../postgres.ts';
 import { openContext, type CommandContext } from './context.ts';
 import { startLocalAws, type LocalAws } from './emulator.ts';
 
@@ -76,6 +77,11 @@ export async function runDemo(
       embedded = await startEmbeddedPostgres(logger);
       demoConfig = withPostgres(demoConfig, embedded);
       say(`PostgreSQL: embedded server on 127.0.0.1:${embedded.port}`);
+    } else {
+      say(
+        `PostgreSQL: ${describeTarget(config)}, as POSTGRES_HOST or DATABASE_URL set it; its ` +
+          'reference tables are replaced. Unset both to use an embedded server.',
+      );
     }
 
     if (config.aws.endpointUrl === '' && config.sqs.queueUrl === '') {
