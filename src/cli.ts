@@ -59,7 +59,8 @@ function formatSettings(): string {
         ? setting.default.join(',')
         : String(setting.default);
 
-      return `  ${setting.env.padEnd(32)}${setting.doc} Default: ${defaultText || '(empty)'}`;
+      // A name as wide as the column still gets a space before its description.
+      return `  ${`${setting.env} `.padEnd(34)}${setting.doc} Default: ${defaultText || '(empty)'}`;
     })
     .join('\n');
 }
