@@ -17,7 +17,8 @@ type CopiedFile = { reference: ReferenceTable; path: string; stream: CopyStreamQ
 export class ReferenceLoad {
   private readonly stagedTables = new Set<ReferenceTable>();
 
-  private readonly files: CopiedFile[] = [];
+  /** The file of the last createFileSink call, checked by rejectEmptyFile. */
+  private lastFile: CopiedFile | undefined;
 
   private isReleased = false;
 
@@ -62,7 +63,7 @@ export class ReferenceLoad {
     stream.on('finish', () => {
       this.log.debug({ path, table: reference.table, rowCount: stream.rowCount }, 'file copied');
     });
-    this.files.push({ reference, path, stream });
+    this.lastFile = { reference, path, stream };
 
     return stream;
   }
@@ -72,7 +73,7 @@ export class ReferenceLoad {
    * whole table, so an empty file is far more likely a mistake than an intent.
    */
   rejectEmptyFile(): void {
-    const file = this.files.at(-1);
+    const file = this.lastFile;
 
     if (file !== undefined && file.stream.rowCount === 0) {
       throw new LoadReferenceError(
